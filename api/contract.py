@@ -1,0 +1,34 @@
+"""Values the API shares with the infrastructure and the log router.
+
+Defined here once; `modules/` (task definition, target group, access point), `logging/` (health-check filter,
+level routing) and the API's own files (uwsgi.ini, Dockerfile) are held to them by contract tests. This module
+must stay import-light: the infrastructure imports it without the API's runtime dependencies.
+"""
+
+from typing import Final
+
+APP_PORT: Final = 8080
+LIVENESS_PATH: Final = "/health/live"
+READINESS_PATH: Final = "/health/ready"
+
+# Name of the environment variable that points the app at its model directory, and where the task definition
+# mounts the EFS access point (read-only) inside the container.
+MODEL_DIR_ENV: Final = "MODEL_DIR"
+CONTAINER_MODEL_DIR: Final = "/mnt/models"
+
+# The image's non-root user; the EFS access point's POSIX user and the task definition's `user` use the same ids.
+APP_UID: Final = 10001
+APP_GID: Final = 10001
+
+# The container runs with a read-only root file system; these are the only paths it writes to.
+WRITABLE_PATHS: Final = ("/tmp",)
+
+# uWSGI lets in-flight requests finish for this long after SIGTERM; the task definition's stopTimeout is larger.
+SHUTDOWN_GRACE_SECONDS: Final = 25
+
+# One JSON object per line on stdout. Every record has the base fields; request records add the request fields.
+LOG_BASE_FIELDS: Final = ("time", "level", "logger", "message")
+LOG_REQUEST_FIELDS: Final = ("request_id", "method", "path", "status", "duration_ms", "model_version")
+# Levels the app emits, lowest to highest; the router sends URGENT_LOG_LEVELS to CloudWatch Logs.
+LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+URGENT_LOG_LEVELS: Final = ("ERROR", "CRITICAL")
