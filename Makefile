@@ -1,0 +1,54 @@
+# Entry points named in the README. Every target does its own set-up and is safe to run again.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+# Caches stay inside the project (ignored), never in the home directory.
+export PIPENV_VENV_IN_PROJECT := 1
+export PIPENV_CACHE_DIR := $(CURDIR)/.cache/pipenv
+export PIPENV_NOSPIN := 1
+export PIPENV_YES := 1
+export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
+export npm_config_cache := $(CURDIR)/.cache/npm
+export JSII_RUNTIME_PACKAGE_CACHE_ROOT := $(CURDIR)/.cache/jsii
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export TF_PLUGIN_CACHE_DIR := $(CURDIR)/.cache/terraform-plugins
+export CHECKPOINT_DISABLE := 1
+
+PIPENV_VERSION := 2026.10.3
+PIPENV := .cache/tools/pipenv/bin/pipenv
+PYTHON := $(CURDIR)/.venv/bin/python
+SETUP_STAMP := .venv/.synced
+NODE_STAMP := node_modules/.installed
+
+.PHONY: help setup lint test
+help:
+	@echo "make run       train the demo model and serve the API on localhost:8080"
+	@echo "make test      everything CI runs: lint, synth, validate, checkov, pytest"
+	@echo "make setup     install the pipenv and npm environments"
+	@echo "make synth     synthesize every environment stack into cdktf.out/"
+	@echo "make validate  terraform init + validate every synthesized stack (offline mirror when present)"
+	@echo "make lint      ruff + mypy"
+	@echo "make bench     benchmarks that print figures (not tests)"
+
+$(PIPENV):
+	python3 -m venv .cache/tools/pipenv
+	.cache/tools/pipenv/bin/pip install --quiet pipenv==$(PIPENV_VERSION)
+
+$(SETUP_STAMP): Pipfile.lock | $(PIPENV)
+	$(PIPENV) sync --dev
+	touch $@
+
+$(NODE_STAMP): package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(SETUP_STAMP) $(NODE_STAMP)
+
+lint: $(SETUP_STAMP)
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
+
+-include api/api.mk
+-include logging/logging.mk
