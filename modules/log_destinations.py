@@ -1,0 +1,242 @@
+"""Where logs land: an S3 bucket for all app logs, one for ALB access logs, CloudWatch groups for errors and
+for the log router itself, and the KMS key that encrypts them."""
+
+from dataclasses import dataclass
+from typing import Any
+
+from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
+from cdktf_cdktf_provider_aws.data_aws_elb_service_account import DataAwsElbServiceAccount
+from cdktf_cdktf_provider_aws.s3_bucket import S3Bucket
+from cdktf_cdktf_provider_aws.s3_bucket_lifecycle_configuration import (
+    S3BucketLifecycleConfiguration,
+    S3BucketLifecycleConfigurationRule,
+    S3BucketLifecycleConfigurationRuleAbortIncompleteMultipartUpload,
+    S3BucketLifecycleConfigurationRuleExpiration,
+    S3BucketLifecycleConfigurationRuleFilter,
+    S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration,
+    S3BucketLifecycleConfigurationRuleTransition,
+)
+from cdktf_cdktf_provider_aws.s3_bucket_ownership_controls import S3BucketOwnershipControls
+from cdktf_cdktf_provider_aws.s3_bucket_policy import S3BucketPolicy
+from cdktf_cdktf_provider_aws.s3_bucket_public_access_block import S3BucketPublicAccessBlock
+from cdktf_cdktf_provider_aws.s3_bucket_server_side_encryption_configuration import (
+    S3BucketServerSideEncryptionConfigurationA,
+    S3BucketServerSideEncryptionConfigurationRuleA,
+)
+from cdktf_cdktf_provider_aws.s3_bucket_versioning import S3BucketVersioningA
+from constructs import Construct
+
+from modules.config import LOG_RETENTION_DAYS
+from modules.errors import Problems
+from modules.iam import AwsContext, policy, statement
+from modules.kms import EncryptionKey, EncryptionKeyProps, ServiceGrant
+
+# Fluent Bit writes app logs under this prefix (see logging/); the task role may write nowhere else.
+APP_LOG_PREFIX = "app/"
+ALB_LOG_PREFIX = "alb"
+
+
+@dataclass(frozen=True)
+class LogDestinationsProps:
+    """name: prefix of every name. retention_days: CloudWatch retention of the error and router groups (90).
+    app_log_ia_days / app_log_glacier_days / app_log_expiration_days: app logs move to Standard-IA, then
+        Glacier Instant Retrieval, then expire (30 / 90 / 365 days by default; Athena still reads them all).
+    force_destroy: let `terraform destroy` empty the buckets (off by default; dev environments turn it on).
+    """
+
+    name: str
+    retention_days: int = 90
+    app_log_ia_days: int = 30
+    app_log_glacier_days: int = 90
+    app_log_expiration_days: int = 365
+    force_destroy: bool = False
+
+    def __post_init__(self) -> None:
+        p = Problems("LogDestinationsProps")
+        p.check(
+            self.retention_days in LOG_RETENTION_DAYS,
+            "retention_days",
+            f"{self.retention_days} is not a CloudWatch Logs retention",
+            f"use one of {sorted(LOG_RETENTION_DAYS)}",
+        )
+        # S3 requires 30 days in Standard before IA, and 30 more before the next transition.
+        p.check(self.app_log_ia_days >= 30, "app_log_ia_days", f"{self.app_log_ia_days} < 30", "use 30 or more")
+        p.check(
+            self.app_log_glacier_days >= self.app_log_ia_days + 30,
+            "app_log_glacier_days",
+            "fewer than 30 days after the Standard-IA transition",
+            "use app_log_ia_days + 30 or more",
+        )
+        p.check(
+            self.app_log_expiration_days > self.app_log_glacier_days,
+            "app_log_expiration_days",
+            "logs would expire before or when they reach Glacier",
+            "expire later than app_log_glacier_days",
+        )
+        p.raise_if_any()
+
+
+class LogDestinations(Construct):
+    def __init__(self, scope: Construct, id_: str, props: LogDestinationsProps, context: AwsContext) -> None:
+        super().__init__(scope, id_)
+        self.key = EncryptionKey(
+            self,
+            "key",
+            EncryptionKeyProps(
+                alias=f"{props.name}/logs",
+                description=f"{props.name} logs (CloudWatch Logs groups, app log bucket)",
+                service_grants=(
+                    ServiceGrant(
+                        f"logs.{context.region}.amazonaws.com",
+                        {
+                            "ArnLike": {
+                                "kms:EncryptionContext:aws:logs:arn": (
+                                    f"arn:{context.partition}:logs:{context.region}:{context.account_id}:*"
+                                )
+                            }
+                        },
+                    ),
+                ),
+            ),
+            context,
+        )
+        self.key_arn = self.key.arn
+        self.error_log_group = CloudwatchLogGroup(
+            self,
+            "errors",
+            name=f"/{props.name}/app-errors",
+            retention_in_days=props.retention_days,
+            kms_key_id=self.key.arn,
+        )
+        self.router_log_group = CloudwatchLogGroup(
+            self,
+            "router",
+            name=f"/{props.name}/log-router",
+            retention_in_days=props.retention_days,
+            kms_key_id=self.key.arn,
+        )
+        self.app_log_bucket = _private_bucket(
+            self,
+            "app-logs",
+            f"{props.name}-app-logs-{context.account_id}-{context.region}",
+            S3BucketServerSideEncryptionConfigurationRuleA(
+                apply_server_side_encryption_by_default={"sse_algorithm": "aws:kms", "kms_master_key_id": self.key.arn},
+                bucket_key_enabled=True,
+            ),
+            [],
+            props.force_destroy,
+        )
+        S3BucketLifecycleConfiguration(
+            self,
+            "app-logs-lifecycle",
+            bucket=self.app_log_bucket.id,
+            rule=[
+                _expiry_rule(
+                    "tier-then-expire",
+                    props.app_log_expiration_days,
+                    transition=[
+                        S3BucketLifecycleConfigurationRuleTransition(
+                            days=props.app_log_ia_days, storage_class="STANDARD_IA"
+                        ),
+                        S3BucketLifecycleConfigurationRuleTransition(
+                            days=props.app_log_glacier_days, storage_class="GLACIER_IR"
+                        ),
+                    ],
+                )
+            ],
+        )
+        elb = DataAwsElbServiceAccount(self, "elb-account")
+        self.alb_log_bucket = _private_bucket(
+            self,
+            "alb-logs",
+            f"{props.name}-alb-logs-{context.account_id}-{context.region}",
+            # ALB access logs can only be delivered to SSE-S3 buckets.
+            S3BucketServerSideEncryptionConfigurationRuleA(
+                apply_server_side_encryption_by_default={"sse_algorithm": "AES256"}
+            ),
+            [
+                # Regions older than August 2022 deliver as the regional ELB account, newer ones as the service.
+                lambda arn: statement(
+                    "ElbAccountDelivers",
+                    ["s3:PutObject"],
+                    [f"{arn}/{ALB_LOG_PREFIX}/AWSLogs/{context.account_id}/*"],
+                    principal={"AWS": elb.arn},
+                ),
+                lambda arn: statement(
+                    "ElbServiceDelivers",
+                    ["s3:PutObject"],
+                    [f"{arn}/{ALB_LOG_PREFIX}/AWSLogs/{context.account_id}/*"],
+                    principal={"Service": "logdelivery.elasticloadbalancing.amazonaws.com"},
+                ),
+            ],
+            props.force_destroy,
+        )
+        S3BucketLifecycleConfiguration(
+            self,
+            "alb-logs-lifecycle",
+            bucket=self.alb_log_bucket.id,
+            rule=[_expiry_rule("expire", props.app_log_glacier_days, transition=[])],
+        )
+        self.alb_log_prefix = ALB_LOG_PREFIX
+
+
+def _private_bucket(
+    scope: Construct,
+    id_: str,
+    name: str,
+    encryption_rule: S3BucketServerSideEncryptionConfigurationRuleA,
+    extra_statements: list[Any],
+    force_destroy: bool,
+) -> S3Bucket:
+    """A bucket with public access blocked, owner-enforced objects, encryption, versioning and TLS-only access."""
+    bucket = S3Bucket(scope, id_, bucket=name, force_destroy=force_destroy)
+    S3BucketPublicAccessBlock(
+        scope,
+        f"{id_}-public-access-block",
+        bucket=bucket.id,
+        block_public_acls=True,
+        block_public_policy=True,
+        ignore_public_acls=True,
+        restrict_public_buckets=True,
+    )
+    S3BucketOwnershipControls(
+        scope, f"{id_}-ownership", bucket=bucket.id, rule={"object_ownership": "BucketOwnerEnforced"}
+    )
+    S3BucketServerSideEncryptionConfigurationA(scope, f"{id_}-encryption", bucket=bucket.id, rule=[encryption_rule])
+    S3BucketVersioningA(scope, f"{id_}-versioning", bucket=bucket.id, versioning_configuration={"status": "Enabled"})
+    S3BucketPolicy(
+        scope,
+        f"{id_}-policy",
+        bucket=bucket.id,
+        policy=policy(
+            statement(
+                "DenyWithoutTls",
+                ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"],
+                [bucket.arn, f"{bucket.arn}/*"],
+                effect="Deny",
+                principal={"AWS": "*"},
+                condition={"Bool": {"aws:SecureTransport": "false"}},
+            ),
+            *(make(bucket.arn) for make in extra_statements),
+        ),
+    )
+    return bucket
+
+
+def _expiry_rule(
+    rule_id: str, expire_days: int, transition: list[S3BucketLifecycleConfigurationRuleTransition]
+) -> S3BucketLifecycleConfigurationRule:
+    # Versioning is on, so overwritten or deleted objects linger as noncurrent versions: expire them too.
+    return S3BucketLifecycleConfigurationRule(
+        id=rule_id,
+        status="Enabled",
+        filter=[S3BucketLifecycleConfigurationRuleFilter(prefix="")],
+        transition=transition or None,
+        expiration=[S3BucketLifecycleConfigurationRuleExpiration(days=expire_days)],
+        noncurrent_version_expiration=[
+            S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration(noncurrent_days=7)
+        ],
+        abort_incomplete_multipart_upload=[
+            S3BucketLifecycleConfigurationRuleAbortIncompleteMultipartUpload(days_after_initiation=1)
+        ],
+    )
