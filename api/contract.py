@@ -32,3 +32,7 @@ LOG_REQUEST_FIELDS: Final = ("request_id", "method", "path", "status", "duration
 # Levels the app emits, lowest to highest; the router sends URGENT_LOG_LEVELS to CloudWatch Logs.
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 URGENT_LOG_LEVELS: Final = ("ERROR", "CRITICAL")
+
+# uWSGI's HTTP router keeps idle client connections open this long; the ALB's idle timeout must be lower, or the ALB
+# may reuse a connection the app has just closed (502s).
+KEEPALIVE_TIMEOUT_SECONDS: Final = 75

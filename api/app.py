@@ -1,0 +1,117 @@
+"""Flask application factory: loads the model once, then answers from memory."""
+
+import logging
+import re
+import time
+import uuid
+
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException
+
+from api.config import ApiConfig
+from api.loader import load_model
+from api.logs import APP_LOGGER, REQUEST_LOGGER, configure_logging
+from api.recommender import Recommender
+from api.responses import (
+    STATE_KEY,
+    ModelUnavailableError,
+    ServingState,
+    UnknownItemError,
+    error_response,
+    model_version,
+    serving_state,
+)
+from api.routes import blueprint
+from api.validation import InvalidRequestError
+
+# Accept the caller's id when it is printable and short; otherwise a fresh one, so logs stay parseable.
+REQUEST_ID_PATTERN = re.compile(r"[\x21-\x7e]{1,200}")
+
+
+def create_app(config: ApiConfig | None = None) -> Flask:
+    config = config or ApiConfig.from_env()
+    configure_logging()
+    recommender = Recommender(load_model(config.model_dir))
+    logging.getLogger(APP_LOGGER).info(
+        "model %s loaded from %s",
+        recommender.version,
+        recommender.model.path,
+        extra={"model_version": recommender.version},
+    )
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions[STATE_KEY] = ServingState(config=config, recommender=recommender)
+    app.before_request(_start_request)
+    app.after_request(_finish_request)
+    app.register_error_handler(InvalidRequestError, _bad_request)
+    app.register_error_handler(UnknownItemError, _unknown_item)
+    app.register_error_handler(ModelUnavailableError, _model_unavailable)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _internal_error)
+    app.register_blueprint(blueprint)
+    return app
+
+
+def _start_request() -> None:
+    g.started = time.perf_counter()
+    incoming = request.headers.get("X-Request-Id", "")
+    g.request_id = incoming if REQUEST_ID_PATTERN.fullmatch(incoming) else uuid.uuid4().hex
+
+
+def _finish_request(response: Response) -> Response:
+    version = model_version()
+    response.headers["X-Request-Id"] = g.request_id
+    if version is not None:
+        response.headers["X-Model-Version"] = version
+    duration_ms = round((time.perf_counter() - g.started) * 1000, 3)
+    level = logging.ERROR if response.status_code >= 500 else logging.INFO
+    logging.getLogger(REQUEST_LOGGER).log(
+        level,
+        "%s %s %s",
+        request.method,
+        request.path,
+        response.status_code,
+        extra={
+            "request_id": g.request_id,
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "duration_ms": duration_ms,
+            "model_version": version,
+        },
+    )
+    return response
+
+
+def _bad_request(error: InvalidRequestError) -> Response:
+    return error_response(400, "invalid request", error.details)
+
+
+def _unknown_item(error: UnknownItemError) -> Response:
+    return error_response(
+        404, "unknown item", [{"field": "item_id", "message": f"{error.item_id!r} is not in the model"}]
+    )
+
+
+def _model_unavailable(_: ModelUnavailableError) -> Response:
+    return error_response(503, "model not loaded")
+
+
+def _http_error(error: HTTPException) -> Response:
+    status = error.code or 500
+    if status == 413:
+        limit = serving_state().config.max_body_bytes
+        return error_response(413, "request body too large", [{"field": "body", "message": f"limit is {limit} bytes"}])
+    return error_response(status, (error.name or "error").lower())
+
+
+def _internal_error(error: Exception) -> Response:
+    logging.getLogger(APP_LOGGER).error(
+        "unhandled error in %s %s",
+        request.method,
+        request.path,
+        exc_info=error,
+        extra={"request_id": g.get("request_id"), "model_version": model_version()},
+    )
+    return error_response(500, "internal error")

@@ -1,0 +1,25 @@
+"""Serving configuration: one frozen value built from the environment or by tests."""
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from api.contract import CONTAINER_MODEL_DIR, MODEL_DIR_ENV
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    model_dir: Path
+    default_k: int = 10
+    max_k: int = 100
+    max_batch_users: int = 100
+    max_recent_items: int = 200
+    max_exclude_items: int = 500
+    # Large enough for a full batch with long ids; anything bigger is a client bug, answered with 413.
+    max_body_bytes: int = 256 * 1024
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "ApiConfig":
+        env = os.environ if environ is None else environ
+        return cls(model_dir=Path(env.get(MODEL_DIR_ENV, CONTAINER_MODEL_DIR)))

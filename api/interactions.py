@@ -1,0 +1,118 @@
+"""Reading interaction logs (CSV or Parquet) into integer codes over sorted id arrays."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+from numpy.typing import NDArray
+
+DEFAULT_EVENT_WEIGHTS = {"view": 1.0, "click": 1.0, "add_to_cart": 3.0, "purchase": 5.0}
+MAX_ID_BYTES = 256
+
+
+class InteractionsError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Interactions:
+    users: NDArray[np.int32]
+    items: NDArray[np.int32]
+    weights: NDArray[np.float32]
+    timestamps: NDArray[np.int64]
+    user_ids: NDArray[np.bytes_]
+    item_ids: NDArray[np.bytes_]
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+
+def read_interactions(path: Path, event_weights: dict[str, float] | None = None) -> Interactions:
+    table = _read_table(path)
+    missing = [name for name in ("user_id", "item_id", "timestamp") if name not in table.column_names]
+    if missing:
+        raise InteractionsError(
+            f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(table.column_names)}"
+        )
+    if table.num_rows == 0:
+        raise InteractionsError(f"{path}: no rows")
+    users, user_ids = _encode_ids(table.column("user_id"), path, "user_id")
+    items, item_ids = _encode_ids(table.column("item_id"), path, "item_id")
+    return Interactions(
+        users=users,
+        items=items,
+        weights=_weights(table, path, event_weights or DEFAULT_EVENT_WEIGHTS),
+        timestamps=_timestamps(table.column("timestamp"), path),
+        user_ids=user_ids,
+        item_ids=item_ids,
+    )
+
+
+def _read_table(path: Path) -> pa.Table:
+    if not path.is_file():
+        raise InteractionsError(f"{path}: no such file")
+    if path.suffix == ".parquet":
+        return pq.read_table(path)
+    if path.suffix == ".csv":
+        # Ids are text even when they look numeric: "007" and "7" are different products.
+        options = pa_csv.ConvertOptions(column_types={"user_id": pa.string(), "item_id": pa.string()})
+        return pa_csv.read_csv(path, convert_options=options)
+    raise InteractionsError(f"{path}: unsupported format; use .csv or .parquet")
+
+
+def _encode_ids(column: pa.ChunkedArray, path: Path, name: str) -> tuple[NDArray[np.int32], NDArray[np.bytes_]]:
+    if column.null_count:
+        raise InteractionsError(f"{path}: column {name} has {column.null_count} empty values")
+    encoded = pc.cast(column, pa.string()).combine_chunks().dictionary_encode()
+    raw = [value.encode("utf-8") for value in encoded.dictionary.to_pylist()]
+    bad = [value for value in raw if not value or b"\0" in value or len(value) > MAX_ID_BYTES]
+    if bad:
+        raise InteractionsError(
+            f"{path}: column {name} has ids that are empty, contain NUL or exceed {MAX_ID_BYTES} bytes"
+        )
+    dictionary = np.array(raw, dtype=np.bytes_)
+    order = np.argsort(dictionary, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    codes = rank[encoded.indices.to_numpy(zero_copy_only=False)].astype(np.int32)
+    return codes, dictionary[order]
+
+
+def _weights(table: pa.Table, path: Path, event_weights: dict[str, float]) -> NDArray[np.float32]:
+    if "weight" in table.column_names:
+        weights: NDArray[np.float32] = pc.cast(table.column("weight"), pa.float32()).to_numpy().astype(np.float32)
+        if bool(np.any(~np.isfinite(weights))) or bool(np.any(weights <= 0)):
+            raise InteractionsError(f"{path}: column weight must be positive and finite")
+        return weights
+    if "event_type" in table.column_names:
+        events = pc.cast(table.column("event_type"), pa.string()).combine_chunks().dictionary_encode()
+        names = events.dictionary.to_pylist()
+        unknown = sorted(set(names) - set(event_weights))
+        if unknown:
+            raise InteractionsError(
+                f"{path}: event types {', '.join(map(str, unknown))} have no weight; pass --event-weights"
+            )
+        lookup = np.array([event_weights[name] for name in names], dtype=np.float32)
+        result: NDArray[np.float32] = lookup[events.indices.to_numpy(zero_copy_only=False)]
+        return result
+    return np.ones(table.num_rows, dtype=np.float32)
+
+
+def _timestamps(column: pa.ChunkedArray, path: Path) -> NDArray[np.int64]:
+    if column.null_count:
+        raise InteractionsError(f"{path}: column timestamp has {column.null_count} empty values")
+    if pa.types.is_timestamp(column.type):
+        column = pc.cast(pc.cast(column, pa.timestamp("s"), safe=False), pa.int64())
+    elif pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        try:
+            column = pc.cast(pc.cast(column, pa.timestamp("s"), safe=False), pa.int64())
+        except pa.ArrowInvalid:
+            raise InteractionsError(f"{path}: column timestamp is neither epoch seconds nor ISO 8601") from None
+    elif not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
+        raise InteractionsError(f"{path}: column timestamp has type {column.type}; use epoch seconds or ISO 8601")
+    seconds: NDArray[np.int64] = pc.cast(column, pa.int64(), safe=False).to_numpy().astype(np.int64)
+    return seconds

@@ -1,0 +1,123 @@
+"""Validate a published model version and memory-map its arrays; refuse anything inconsistent."""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from api.model_format import (
+    ARRAY_NAMES,
+    CURRENT_POINTER,
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    ModelArrays,
+    array_file,
+    expected_layout,
+    sha256_of,
+)
+
+
+class ModelLoadError(Exception):
+    """A model that must not serve; the message is one line naming the file and the problem."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(f"model file {path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    version: str
+    path: Path
+    manifest: dict[str, Any]
+    arrays: ModelArrays
+
+
+def load_model(root: Path) -> LoadedModel:
+    version_dir = _resolve_current(root)
+    manifest = _read_manifest(version_dir / MANIFEST_NAME)
+    layout = expected_layout(
+        users=manifest["counts"]["users"],
+        items=manifest["counts"]["items"],
+        factors=manifest["factors"],
+        seen=manifest["counts"]["seen"],
+    )
+    loaded = {name: _load_array(version_dir, name, manifest, layout[name]) for name in ARRAY_NAMES}
+    arrays = ModelArrays(**loaded)
+    _check_consistency(version_dir, arrays)
+    return LoadedModel(version=manifest["version"], path=version_dir, manifest=manifest, arrays=arrays)
+
+
+def _resolve_current(root: Path) -> Path:
+    pointer = root / CURRENT_POINTER
+    if not root.is_dir():
+        raise ModelLoadError(
+            root, "model directory does not exist; set MODEL_DIR or train one with python -m api.train"
+        )
+    if not pointer.exists():
+        raise ModelLoadError(pointer, "no current version; train one with python -m api.train or point current at one")
+    # Resolved once, so a pointer switched while we load cannot mix two versions.
+    return pointer.resolve(strict=True)
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelLoadError(path, "missing; the version directory is incomplete, republish it") from None
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(path, f"unreadable JSON ({error}); republish the version") from None
+    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
+        raise ModelLoadError(path, f"format_version is not {FORMAT_VERSION}; retrain with this release's trainer")
+    problems = [key for key in ("version", "counts", "factors", "files") if key not in manifest]
+    problems += [f"counts.{key}" for key in ("users", "items", "seen") if key not in manifest.get("counts", {})]
+    if problems:
+        raise ModelLoadError(path, f"missing keys {', '.join(problems)}; retrain with this release's trainer")
+    return manifest
+
+
+def _load_array(
+    version_dir: Path, name: str, manifest: dict[str, Any], expected: tuple[str, tuple[int, ...]]
+) -> np.ndarray[Any, Any]:
+    filename = array_file(name)
+    path = version_dir / filename
+    entry = manifest["files"].get(filename)
+    if entry is None:
+        raise ModelLoadError(path, f"not listed in {MANIFEST_NAME}; retrain with this release's trainer")
+    if not path.is_file():
+        raise ModelLoadError(path, "missing; the version directory is incomplete, republish it")
+    actual_sha = sha256_of(path)
+    if actual_sha != entry.get("sha256"):
+        raise ModelLoadError(
+            path,
+            f"checksum mismatch (manifest {entry.get('sha256')}, file {actual_sha}); the file is corrupt, republish",
+        )
+    try:
+        array: np.ndarray[Any, Any] = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as error:
+        raise ModelLoadError(path, f"not a valid .npy array ({error}); republish the version") from None
+    dtype_name, shape = expected
+    dtype_ok = array.dtype.kind == "S" if dtype_name == "bytes" else array.dtype == np.dtype(dtype_name)
+    if not dtype_ok:
+        raise ModelLoadError(path, f"dtype {array.dtype} but the format needs {dtype_name}; retrain")
+    if array.shape != shape:
+        raise ModelLoadError(path, f"shape {array.shape} but the manifest counts imply {shape}; retrain")
+    return array
+
+
+def _check_consistency(version_dir: Path, arrays: ModelArrays) -> None:
+    items = len(arrays.item_ids)
+    for name in ("user_ids", "item_ids"):
+        ids = getattr(arrays, name)
+        if len(ids) > 1 and not bool(np.all(ids[1:] > ids[:-1])):
+            raise ModelLoadError(version_dir / array_file(name), "ids are not sorted and unique; retrain")
+    indptr = arrays.seen_indptr
+    if indptr[0] != 0 or indptr[-1] != len(arrays.seen_indices) or bool(np.any(np.diff(indptr) < 0)):
+        raise ModelLoadError(version_dir / array_file("seen_indptr"), "not a valid CSR row pointer; retrain")
+    for name in ("seen_indices", "popular_items"):
+        values = getattr(arrays, name)
+        if len(values) and (int(values.min()) < 0 or int(values.max()) >= items):
+            raise ModelLoadError(version_dir / array_file(name), f"item index outside 0..{items - 1}; retrain")

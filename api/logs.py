@@ -1,0 +1,49 @@
+"""JSON log lines on stdout, one object per line, with the fields of the log contract."""
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from api.contract import LOG_REQUEST_FIELDS
+
+REQUEST_LOGGER = "api.request"
+APP_LOGGER = "api"
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for field in LOG_REQUEST_FIELDS:
+            if hasattr(record, field):
+                line[field] = getattr(record, field)
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+class StdoutHandler(logging.Handler):
+    """Writes to whatever `sys.stdout` is at emit time and flushes, so lines reach the log driver at once."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stdout.write(self.format(record) + "\n")
+            sys.stdout.flush()
+        except Exception:
+            self.handleError(record)
+
+
+def configure_logging() -> None:
+    logger = logging.getLogger(APP_LOGGER)
+    if not any(isinstance(handler, StdoutHandler) for handler in logger.handlers):
+        handler = StdoutHandler()
+        handler.setFormatter(JsonFormatter())
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False

@@ -1,0 +1,120 @@
+"""The on-disk model format: one directory per version beside a `current` symlink.
+
+Every array is a plain `.npy` file so that the loader can memory-map it: uWSGI workers forked from the master then
+share the same pages. Ids are sorted fixed-width UTF-8 byte arrays searched with `searchsorted`; row `i` of the item
+factors belongs to `item_ids[i]`, so no per-id Python object or dict is ever built.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+CURRENT_POINTER = "current"
+
+
+@dataclass(frozen=True)
+class ModelArrays:
+    user_factors: NDArray[np.float32]
+    item_factors: NDArray[np.float32]
+    item_norms: NDArray[np.float32]
+    # Y^T Y, needed to fold a session's items into a user vector without touching every item row.
+    item_gramian: NDArray[np.float32]
+    popular_items: NDArray[np.int32]
+    popular_scores: NDArray[np.float32]
+    seen_indptr: NDArray[np.int64]
+    seen_indices: NDArray[np.int32]
+    user_ids: NDArray[np.bytes_]
+    item_ids: NDArray[np.bytes_]
+
+
+ARRAY_NAMES: tuple[str, ...] = tuple(field.name for field in fields(ModelArrays))
+
+
+def array_file(name: str) -> str:
+    return f"{name}.npy"
+
+
+def expected_layout(users: int, items: int, factors: int, seen: int) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """dtype kind/name and shape of every array, derived from the manifest's counts."""
+    return {
+        "user_factors": ("float32", (users, factors)),
+        "item_factors": ("float32", (items, factors)),
+        "item_norms": ("float32", (items,)),
+        "item_gramian": ("float32", (factors, factors)),
+        "popular_items": ("int32", (items,)),
+        "popular_scores": ("float32", (items,)),
+        "seen_indptr": ("int64", (users + 1,)),
+        "seen_indices": ("int32", (seen,)),
+        "user_ids": ("bytes", (users,)),
+        "item_ids": ("bytes", (items,)),
+    }
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def publish_model(root: Path, version: str, arrays: ModelArrays, metadata: dict[str, Any]) -> Path:
+    """Write a complete version next to the others, then switch `current` to it atomically.
+
+    Readers never see a half-written version: the files go to a temporary directory in `root` (same file system)
+    that is renamed into place, and the pointer is replaced with `os.replace`.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    final_dir = root / version
+    if final_dir.exists():
+        raise FileExistsError(f"model version {final_dir} already exists; choose another --version")
+    staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=root))
+    try:
+        files = {}
+        for name in ARRAY_NAMES:
+            path = staging / array_file(name)
+            array = getattr(arrays, name)
+            np.save(path, array, allow_pickle=False)
+            files[array_file(name)] = {"sha256": sha256_of(path), "dtype": str(array.dtype), "shape": list(array.shape)}
+        users, factors = arrays.user_factors.shape
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "version": version,
+            **metadata,
+            "counts": {"users": users, "items": len(arrays.item_ids), "seen": len(arrays.seen_indices)},
+            "factors": factors,
+            "files": files,
+        }
+        (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        for path in staging.iterdir():
+            _fsync(path)
+        staging.chmod(0o755)
+        os.rename(staging, final_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    switch_current(root, version)
+    return final_dir
+
+
+def switch_current(root: Path, version: str) -> None:
+    link = root / f".{CURRENT_POINTER}.{os.getpid()}"
+    link.unlink(missing_ok=True)
+    # Relative target: the tree stays valid wherever it is mounted (EFS at /mnt/models, ./models locally).
+    link.symlink_to(version, target_is_directory=True)
+    os.replace(link, root / CURRENT_POINTER)
+
+
+def _fsync(path: Path) -> None:
+    with path.open("rb") as stream:
+        os.fsync(stream.fileno())

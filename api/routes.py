@@ -1,0 +1,159 @@
+"""HTTP endpoints. Parsing lives in `validation`, scoring in `recommender`; this file only joins them."""
+
+from typing import Any
+
+import numpy as np
+from flask import Blueprint, Response, jsonify, request
+from numpy.typing import NDArray
+
+from api.contract import LIVENESS_PATH, READINESS_PATH
+from api.openapi import openapi_document
+from api.recommender import Recommender, Scored
+from api.responses import ModelUnavailableError, UnknownItemError, json_response, serving_state
+from api.validation import (
+    MAX_ID_LENGTH,
+    Problems,
+    json_object,
+    parse_flag,
+    parse_id_list,
+    parse_k,
+    query_exclude,
+    raise_if_any,
+    reject_unknown,
+)
+
+blueprint = Blueprint("recsys", __name__)
+
+USER_QUERY = frozenset({"k", "exclude", "exclude_seen"})
+SIMILAR_QUERY = frozenset({"k", "exclude"})
+SESSION_BODY = frozenset({"recent_items", "k", "exclude", "exclude_seen"})
+BATCH_BODY = frozenset({"user_ids", "k", "exclude_seen"})
+
+
+@blueprint.get(LIVENESS_PATH)
+def live() -> Response:
+    return json_response({"status": "ok"})
+
+
+@blueprint.get(READINESS_PATH)
+def ready() -> Response:
+    if serving_state().recommender is None:
+        return json_response({"status": "not ready"}, 503)
+    return json_response({"status": "ready"})
+
+
+@blueprint.get("/openapi.json")
+def openapi() -> Response:
+    return jsonify(openapi_document(serving_state().config))
+
+
+@blueprint.get("/v1/model")
+def model_metadata() -> Response:
+    manifest = _recommender().model.manifest
+    keys = ("created_at", "algorithm", "counts", "factors", "evaluation", "training_data")
+    return json_response({key: manifest.get(key) for key in keys})
+
+
+@blueprint.get("/v1/users/<user_id>/recommendations")
+def user_recommendations(user_id: str) -> Response:
+    config = serving_state().config
+    problems = Problems()
+    reject_unknown(request.args.keys(), USER_QUERY, "query parameter", problems)
+    _check_path_id(user_id, "user_id", problems)
+    k = parse_k(request.args.get("k"), config, "k", problems)
+    exclude_seen = parse_flag(request.args.get("exclude_seen"), "exclude_seen", problems, default=True)
+    exclude_ids = query_exclude(request.args, config, problems)
+    raise_if_any(problems)
+    recommender = _recommender()
+    excluded, _ = recommender.items.find_many(exclude_ids)
+    return json_response({"user_id": user_id, "k": k, **_for_user(recommender, user_id, k, excluded, exclude_seen)})
+
+
+@blueprint.get("/v1/items/<item_id>/similar")
+def similar_items(item_id: str) -> Response:
+    config = serving_state().config
+    problems = Problems()
+    reject_unknown(request.args.keys(), SIMILAR_QUERY, "query parameter", problems)
+    _check_path_id(item_id, "item_id", problems)
+    k = parse_k(request.args.get("k"), config, "k", problems)
+    exclude_ids = query_exclude(request.args, config, problems)
+    raise_if_any(problems)
+    recommender = _recommender()
+    item = recommender.items.find(item_id)
+    if item is None:
+        raise UnknownItemError(item_id)
+    excluded, _ = recommender.items.find_many(exclude_ids)
+    scored = recommender.similar_items(item, k, excluded)
+    return json_response({"item_id": item_id, "k": k, "items": _items(recommender, scored)})
+
+
+@blueprint.post("/v1/recommendations")
+def session_recommendations() -> Response:
+    config = serving_state().config
+    problems = Problems()
+    body = json_object(request.get_json(silent=True), problems)
+    reject_unknown(body.keys(), SESSION_BODY, "body field", problems)
+    recent = parse_id_list(body.get("recent_items"), "recent_items", config.max_recent_items, problems, required=True)
+    exclude_ids = parse_id_list(body.get("exclude"), "exclude", config.max_exclude_items, problems)
+    k = parse_k(body.get("k"), config, "k", problems)
+    exclude_recent = parse_flag(body.get("exclude_seen"), "exclude_seen", problems, default=True)
+    raise_if_any(problems)
+    recommender = _recommender()
+    known, unknown = recommender.items.find_many(recent)
+    excluded, _ = recommender.items.find_many(exclude_ids)
+    if exclude_recent:
+        excluded = np.concatenate([excluded, known])
+    if len(known):
+        strategy, scored = "session", recommender.for_items(known, k, excluded)
+    else:
+        strategy, scored = "popular", recommender.popular(k, excluded)
+    items = _items(recommender, scored)
+    return json_response({"strategy": strategy, "k": k, "items": items, "unknown_items": unknown})
+
+
+@blueprint.post("/v1/recommendations/batch")
+def batch_recommendations() -> Response:
+    config = serving_state().config
+    problems = Problems()
+    body = json_object(request.get_json(silent=True), problems)
+    reject_unknown(body.keys(), BATCH_BODY, "body field", problems)
+    user_ids = parse_id_list(body.get("user_ids"), "user_ids", config.max_batch_users, problems, required=True)
+    k = parse_k(body.get("k"), config, "k", problems)
+    exclude_seen = parse_flag(body.get("exclude_seen"), "exclude_seen", problems, default=True)
+    raise_if_any(problems)
+    recommender = _recommender()
+    nothing = np.empty(0, dtype=np.int64)
+    results = [
+        {"user_id": user_id, **_for_user(recommender, user_id, k, nothing, exclude_seen)} for user_id in user_ids
+    ]
+    return json_response({"k": k, "results": results})
+
+
+def _recommender() -> Recommender:
+    recommender = serving_state().recommender
+    if recommender is None:
+        raise ModelUnavailableError
+    return recommender
+
+
+def _for_user(
+    recommender: Recommender, user_id: str, k: int, excluded: NDArray[np.int64], exclude_seen: bool
+) -> dict[str, Any]:
+    user = recommender.users.find(user_id)
+    if user is None:
+        return {"strategy": "popular", "items": _items(recommender, recommender.popular(k, excluded))}
+    if exclude_seen:
+        excluded = np.concatenate([excluded, recommender.seen_by(user)])
+    return {"strategy": "personalized", "items": _items(recommender, recommender.for_user(user, k, excluded))}
+
+
+def _items(recommender: Recommender, scored: Scored) -> list[dict[str, Any]]:
+    ids = recommender.items.ids_at(scored.indices)
+    return [
+        {"item_id": item_id, "score": round(float(score), 6)} for item_id, score in zip(ids, scored.scores, strict=True)
+    ]
+
+
+def _check_path_id(value: str, name: str, problems: Problems) -> None:
+    if len(value) > MAX_ID_LENGTH:
+        problems.add(name, f"must be at most {MAX_ID_LENGTH} characters")
