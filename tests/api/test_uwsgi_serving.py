@@ -1,0 +1,115 @@
+"""Real uWSGI with api/uwsgi.ini on a free loopback port: serving, keep-alive, graceful SIGTERM, fail-fast."""
+
+import http.client
+import json
+import signal
+import subprocess
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psutil
+import pytest
+import requests
+
+from api.contract import SHUTDOWN_GRACE_SECONDS
+from api.healthcheck import probe
+from tests.api.test_loader import _flip_a_byte, _garbage_array, _remove_pointer, copy_model
+from tests.api.uwsgi_process import free_port, kill, running, start
+
+pytestmark = pytest.mark.slow
+RECOMMEND = "/v1/users/u0000001/recommendations?k=5"
+
+
+def test_uwsgi_serves_recommendations_over_keep_alive_and_logs_json(model_root: Path, tmp_path: Path) -> None:
+    with running(model_root, tmp_path / "uwsgi.log", workers=3) as server:
+        address = urlsplit(server.url)
+        connection = http.client.HTTPConnection(address.hostname or "", address.port, timeout=10)
+        connection.request("GET", RECOMMEND, headers={"X-Request-Id": "keepalive-1"})
+        first = connection.getresponse()
+        body = json.loads(first.read())
+        socket_after_first = connection.sock
+        connection.request("GET", "/health/ready", headers={"Cookie": "c=" + "x" * 16_000})
+        second = connection.getresponse()
+        second.read()
+        assert first.status == 200
+        assert body["strategy"] == "personalized"
+        assert len(body["items"]) == 5
+        assert second.status == 200
+        assert connection.sock is socket_after_first, "the connection was not kept alive"
+        connection.close()
+        names = [child.name() for child in psutil.Process(server.process.pid).children()]
+        assert len(names) == 4, names  # three workers from APP_WORKERS plus the HTTP router
+        assert probe(server.url + "/health/live")
+    records = [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
+    assert any(record.get("request_id") == "keepalive-1" and record["status"] == 200 for record in records)
+
+
+def test_sigterm_lets_the_in_flight_request_complete(model_root: Path, tmp_path: Path) -> None:
+    with running(model_root, tmp_path / "uwsgi.log", module="tests.api.slow_wsgi:application") as server:
+        assert requests.get(server.url + RECOMMEND, timeout=10).status_code == 200
+        outcome: dict[str, requests.Response | BaseException] = {}
+
+        def slow_request() -> None:
+            try:
+                outcome["response"] = requests.get(server.url + RECOMMEND, headers={"X-Test-Delay": "3"}, timeout=20)
+            except requests.RequestException as error:
+                outcome["response"] = error
+
+        client = threading.Thread(target=slow_request)
+        client.start()
+        threading.Event().wait(1.0)
+        server.process.send_signal(signal.SIGTERM)
+        client.join(timeout=20)
+        response = outcome["response"]
+        assert isinstance(response, requests.Response), response
+        assert response.status_code == 200
+        assert len(response.json()["items"]) == 5
+        assert server.process.wait(timeout=SHUTDOWN_GRACE_SECONDS + 5) == 0
+
+
+def _missing_dir(model_root: Path, tmp_path: Path) -> tuple[Path, Path]:
+    return tmp_path / "absent", tmp_path / "absent"
+
+
+def _damaged(damage: Callable[[Path], Path]) -> Callable[[Path, Path], tuple[Path, Path]]:
+    def apply(model_root: Path, tmp_path: Path) -> tuple[Path, Path]:
+        root = copy_model(model_root, tmp_path)
+        return root, damage(root)
+
+    return apply
+
+
+@pytest.mark.parametrize(
+    ("prepare", "problem"),
+    [
+        (_missing_dir, "model directory does not exist"),
+        (_damaged(_remove_pointer), "no current version"),
+        (_damaged(_garbage_array), "not a valid .npy array"),
+        (_damaged(_flip_a_byte), "checksum mismatch"),
+    ],
+)
+def test_uwsgi_refuses_to_start_without_a_valid_model(
+    model_root: Path, tmp_path: Path, prepare: Callable[[Path, Path], tuple[Path, Path]], problem: str
+) -> None:
+    model_dir, bad_file = prepare(model_root, tmp_path)
+    server = start(model_dir, tmp_path / "uwsgi.log")
+    try:
+        returncode = server.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("uWSGI kept running with a bad model")
+    finally:
+        kill(server)
+    assert returncode != 0
+    output = server.output()
+    lines = [line for line in output.splitlines() if "model file" in line]
+    assert len(lines) == 1, output
+    record = json.loads(lines[0])
+    assert record["level"] == "ERROR"
+    assert record["message"].startswith(f"model file {bad_file}: {problem}")
+    assert "Traceback" not in output
+
+
+def test_healthcheck_probe_fails_when_nothing_listens() -> None:
+    assert not probe(f"http://127.0.0.1:{free_port()}/health/live")
