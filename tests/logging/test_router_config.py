@@ -216,6 +216,13 @@ def apply_filter(section: Section, tag: str, record: dict[str, Any]) -> tuple[di
             if isinstance(value, str) and rule.pattern.search(value):
                 return (record if rule.keep else None), [(render_tag(rule.new_tag, tag), dict(record))]
         return record, []
+    if plugin == "lua":
+        # Only the identity function is modelled: anything else would change records in ways this model cannot see.
+        assert re.fullmatch(
+            rf"function {section.get('call')}\(tag, timestamp, record\) return 2, timestamp, record end",
+            section.get("code"),
+        ), section.get("code")
+        return record, []
     pytest.fail(f"the pipeline model does not know filter {plugin!r}")
 
 
@@ -398,6 +405,15 @@ def test_urgent_copy_can_never_match_the_rule_that_made_it() -> None:
     assert not new_tag_prefix.startswith(match_prefix)
     assert not match_prefix.startswith(new_tag_prefix)
     assert not tag_matches(rewrite.get("match"), render_tag(rule.new_tag, APP_TAG))
+
+
+def test_urgent_copies_lose_the_ecs_fields_firelens_appends_twice() -> None:
+    # FireLens's record_modifier (Match *) runs again on every re-emitted copy; only the copies need the Lua pass.
+    lua = filter_named("lua")
+    assert lua.get("match") == output_named("cloudwatch_logs").get("match")
+    assert tag_matches(lua.get("match"), render_tag(rewrite_rules(filter_named("rewrite_tag"))[0].new_tag, APP_TAG))
+    assert not tag_matches(lua.get("match"), APP_TAG)
+    assert "status" in lua.get("type_int_key").split()
 
 
 def test_urgent_copies_are_buffered_on_disk_with_a_bounded_emitter() -> None:

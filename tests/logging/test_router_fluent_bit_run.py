@@ -223,6 +223,12 @@ def forward_message(tag: str, container: str, lines: Sequence[str]) -> bytes:
     return pack([tag, entries])
 
 
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    assert len(keys) == len(set(keys)), f"duplicate keys in a record: {keys}"
+    return dict(pairs)
+
+
 def read_file_output(path: Path) -> list[tuple[str, float, dict[str, Any]]]:
     """Lines of the `file` output's default format: `<tag>: [<time>, <record>]` (or `[[<time>, <metadata>], ...]`)."""
     if not path.exists():
@@ -230,7 +236,7 @@ def read_file_output(path: Path) -> list[tuple[str, float, dict[str, Any]]]:
     events = []
     for line in path.read_text().splitlines():
         tag, separator, rest = line.partition(": ")
-        event = json.loads(rest) if separator else None
+        event = json.loads(rest, object_pairs_hook=unique_keys) if separator else None
         assert isinstance(event, list) and len(event) == 2, f"unexpected line in {path.name}: {line!r}"
         timestamp, record = event
         if isinstance(timestamp, list):
