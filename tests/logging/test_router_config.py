@@ -506,6 +506,8 @@ def test_s3_keys_are_hive_partitioned_by_utc_day_and_hour_under_the_container_na
         key_format, out.get("s3_key_format_tag_delimiters"), APP_TAG, datetime(2026, 5, 1, 7, 8, 9), "u1"
     )
     assert key == f"/{APP}/dt=2026-05-01/hour=07/070809-{TASK_ID}-u1.json.gz"
+    # The task role may put objects under this prefix only, and the Athena table reads it.
+    assert key.startswith("/" + CONTRACT["s3_prefix"])
 
 
 def test_outputs_retry_a_bounded_number_of_times() -> None:
