@@ -21,7 +21,9 @@ PYTHON := $(CURDIR)/.venv/bin/python
 SETUP_STAMP := .venv/.synced
 NODE_STAMP := node_modules/.installed
 
-.PHONY: help setup lint test
+CHECKOV := .cache/tools/checkov/bin/checkov
+
+.PHONY: help setup lint test synth validate checkov pytest
 help:
 	@echo "make run       train the demo model and serve the API on localhost:8080"
 	@echo "make test      everything CI runs: lint, synth, validate, checkov, pytest"
@@ -49,6 +51,25 @@ lint: $(SETUP_STAMP)
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy
+
+$(CHECKOV): tools/checkov-requirements.txt
+	python3 -m venv .cache/tools/checkov
+	.cache/tools/checkov/bin/pip install --quiet -r tools/checkov-requirements.txt
+	touch $@
+
+synth: $(SETUP_STAMP)
+	$(PYTHON) -m tools.synth
+
+validate: synth
+	$(PYTHON) -m tools.terraform validate
+
+checkov: synth $(CHECKOV)
+	$(CHECKOV) --config-file .checkov.yaml -d cdktf.out/stacks
+
+pytest: $(SETUP_STAMP) $(NODE_STAMP)
+	$(PYTHON) -m pytest
+
+test: lint validate checkov pytest
 
 -include api/api.mk
 -include logging/logging.mk

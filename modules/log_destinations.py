@@ -1,6 +1,7 @@
 """Where logs land: an S3 bucket for all app logs, one for ALB access logs, CloudWatch groups for errors and
 for the log router itself, and the KMS key that encrypts them."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,14 +118,14 @@ class LogDestinations(Construct):
         )
         self.app_log_bucket = _private_bucket(
             self,
-            "app-logs",
-            f"{props.name}-app-logs-{context.account_id}-{context.region}",
-            S3BucketServerSideEncryptionConfigurationRuleA(
+            id_="app-logs",
+            name=f"{props.name}-app-logs-{context.account_id}-{context.region}",
+            encryption_rule=S3BucketServerSideEncryptionConfigurationRuleA(
                 apply_server_side_encryption_by_default={"sse_algorithm": "aws:kms", "kms_master_key_id": self.key.arn},
                 bucket_key_enabled=True,
             ),
-            [],
-            props.force_destroy,
+            extra_statements=[],
+            force_destroy=props.force_destroy,
         )
         S3BucketLifecycleConfiguration(
             self,
@@ -148,13 +149,13 @@ class LogDestinations(Construct):
         elb = DataAwsElbServiceAccount(self, "elb-account")
         self.alb_log_bucket = _private_bucket(
             self,
-            "alb-logs",
-            f"{props.name}-alb-logs-{context.account_id}-{context.region}",
+            id_="alb-logs",
+            name=f"{props.name}-alb-logs-{context.account_id}-{context.region}",
             # ALB access logs can only be delivered to SSE-S3 buckets.
-            S3BucketServerSideEncryptionConfigurationRuleA(
+            encryption_rule=S3BucketServerSideEncryptionConfigurationRuleA(
                 apply_server_side_encryption_by_default={"sse_algorithm": "AES256"}
             ),
-            [
+            extra_statements=[
                 # Regions older than August 2022 deliver as the regional ELB account, newer ones as the service.
                 lambda arn: statement(
                     "ElbAccountDelivers",
@@ -169,7 +170,7 @@ class LogDestinations(Construct):
                     principal={"Service": "logdelivery.elasticloadbalancing.amazonaws.com"},
                 ),
             ],
-            props.force_destroy,
+            force_destroy=props.force_destroy,
         )
         S3BucketLifecycleConfiguration(
             self,
@@ -182,10 +183,11 @@ class LogDestinations(Construct):
 
 def _private_bucket(
     scope: Construct,
+    *,
     id_: str,
     name: str,
     encryption_rule: S3BucketServerSideEncryptionConfigurationRuleA,
-    extra_statements: list[Any],
+    extra_statements: list[Callable[[str], dict[str, Any]]],
     force_destroy: bool,
 ) -> S3Bucket:
     """A bucket with public access blocked, owner-enforced objects, encryption, versioning and TLS-only access."""

@@ -66,7 +66,7 @@ class NetworkProps:
 
     def subnet_cidrs(self) -> tuple[list[str], list[str]]:
         """(public, protected) CIDR blocks, one per zone, in zone order."""
-        vpc = ipaddress.ip_network(self.cidr)
+        vpc = ipaddress.IPv4Network(self.cidr)
         blocks = list(vpc.subnets(new_prefix=vpc.prefixlen + 4))
         protected = [str(b) for b in blocks[: len(self.availability_zones)]]
         public_prefix = min(vpc.prefixlen + 8, 26)

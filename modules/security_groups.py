@@ -52,7 +52,7 @@ class ServiceSecurityGroups(Construct):
             tags={"Name": f"{props.name}-tasks"},
         )
         for i, cidr in enumerate(props.ingress_cidrs):
-            family = "cidr_ipv6" if ip_network(cidr).version == 6 else "cidr_ipv4"
+            ipv6 = ip_network(cidr).version == 6
             for port in LISTENER_PORTS:
                 VpcSecurityGroupIngressRule(
                     self,
@@ -62,7 +62,8 @@ class ServiceSecurityGroups(Construct):
                     ip_protocol="tcp",
                     from_port=port,
                     to_port=port,
-                    **{family: cidr},
+                    cidr_ipv4=None if ipv6 else cidr,
+                    cidr_ipv6=cidr if ipv6 else None,
                 )
         VpcSecurityGroupEgressRule(
             self,

@@ -38,8 +38,9 @@ class RecsysStack(TerraformStack):
                 key=config.state_backend.key,
                 region=config.state_backend.region,
                 encrypt=True,
-                use_lockfile=True,
             )
+            # cdktf 0.21's S3Backend predates S3-native locking (Terraform >= 1.10), so it is set directly.
+            self.add_override("terraform.backend.s3.use_lockfile", True)
         identity = DataAwsCallerIdentity(self, "identity")
         partition = DataAwsPartition(self, "partition")
         context = AwsContext(identity.account_id, partition.partition, config.region)
