@@ -15,7 +15,6 @@ $(DEMO_DATA): api/synthetic.py | $(SETUP_STAMP)
 # Retrained only when the data or the trainer changes; each training publishes a new version and switches current.
 $(DEMO_MODEL): $(DEMO_DATA) api/train.py api/model_format.py | $(SETUP_STAMP)
 	$(PYTHON) -m api.train --interactions $(DEMO_DATA) --model-dir $(DEMO_MODEL_DIR) --factors 32 --iterations 15
-	touch $@
 
 run: $(DEMO_MODEL) | $(SETUP_STAMP)
 	@echo
