@@ -41,6 +41,16 @@ class StateBackend:
 
 
 @dataclass(frozen=True)
+class ScheduledCapacity:
+    """At `schedule` (a `cron(...)`, `at(...)` or `rate(...)` expression, UTC) set the task range to min..max."""
+
+    name: str
+    schedule: str
+    min_count: int
+    max_count: int
+
+
+@dataclass(frozen=True)
 class EnvironmentConfig:
     """Everything that differs between environments. One instance per environment in `modules/environments.py`.
 
@@ -51,6 +61,7 @@ class EnvironmentConfig:
     vpc_endpoints: S3 gateway + interface endpoints (ECR, Logs, SSM messages, EFS) so tasks need no NAT for AWS.
     app_image_tag / router_image_tag: immutable image tags, the git commit hash the images were built from.
     desired_count / min_count / max_count: ECS tasks at deploy time and the autoscaling range.
+    scheduled_capacity: optional scheduled changes of that range (e.g. before a sale).
     task_cpu / task_memory: Fargate task size (a valid Fargate combination). cpu_architecture: X86_64 or ARM64.
     model_load_seconds: time the app needs to load its model; the ALB health-check grace period is derived from it.
     alert_emails: addresses subscribed to the notifications topic (each must confirm by e-mail).
@@ -76,6 +87,7 @@ class EnvironmentConfig:
     desired_count: int = 3
     min_count: int = 2
     max_count: int = 10
+    scheduled_capacity: tuple[ScheduledCapacity, ...] = ()
     task_cpu: int = 2048
     task_memory: int = 4096
     cpu_architecture: str = "X86_64"

@@ -38,6 +38,8 @@ def environments(image_tag: str) -> tuple[EnvironmentConfig, ...]:
             min_count=3,
             max_count=12,
             alert_emails=("recsys-oncall@example.com",),
+            # Replace with your ACM certificate in this region (and set domain_name): prod serves HTTPS only.
+            certificate_arn="arn:aws:acm:eu-west-1:123456789012:certificate/00000000-0000-4000-8000-000000000000",
             efs_backup=True,
             deletion_protection=True,
         ),

@@ -32,8 +32,6 @@ from modules.errors import Problems
 from modules.iam import AwsContext, policy, statement
 from modules.kms import EncryptionKey, EncryptionKeyProps, ServiceGrant
 
-# Fluent Bit writes app logs under this prefix (see logging/); the task role may write nowhere else.
-APP_LOG_PREFIX = "app/"
 ALB_LOG_PREFIX = "alb"
 
 

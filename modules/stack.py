@@ -6,13 +6,20 @@ from cdktf_cdktf_provider_aws.data_aws_partition import DataAwsPartition
 from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags
 from constructs import Construct
 
+from modules.alarms import ServiceAlarms, ServiceAlarmsProps
+from modules.alb import LoadBalancer, LoadBalancerProps
+from modules.cluster import Cluster, ClusterProps
 from modules.config import EnvironmentConfig
 from modules.iam import AwsContext
 from modules.log_destinations import LogDestinations, LogDestinationsProps
 from modules.network import Network, NetworkProps
+from modules.notifications import Notifications, NotificationsProps
 from modules.registry import Registry, RegistryProps
+from modules.scaling import Scaling, ScalingProps
 from modules.security_groups import ServiceSecurityGroups, ServiceSecurityGroupsProps
+from modules.service import AppService, AppServiceProps
 from modules.storage import ModelStorage, ModelStorageProps
+from modules.task_definition import AppTask, AppTaskProps
 
 
 class RecsysStack(TerraformStack):
@@ -94,6 +101,115 @@ class RecsysStack(TerraformStack):
             context,
         )
 
+        cluster = Cluster(
+            self,
+            "cluster",
+            ClusterProps(name=name, log_kms_key_arn=logs.key_arn, retention_days=config.log_retention_days),
+            context,
+        )
+        service_name = f"{name}-api"
+        task = AppTask(
+            self,
+            "task",
+            AppTaskProps(
+                family=service_name,
+                app_image=f"{registry.app.repository_url}:{config.app_image_tag}",
+                router_image=f"{registry.router.repository_url}:{config.router_image_tag}",
+                file_system_id=storage.file_system_id,
+                file_system_arn=storage.file_system_arn,
+                access_point_id=storage.access_point.id,
+                access_point_arn=storage.access_point.arn,
+                app_log_bucket=logs.app_log_bucket.bucket,
+                app_log_bucket_arn=logs.app_log_bucket.arn,
+                log_kms_key_arn=logs.key_arn,
+                error_log_group_arn=logs.error_log_group.arn,
+                error_log_group_name=logs.error_log_group.name,
+                router_log_group_arn=logs.router_log_group.arn,
+                router_log_group_name=logs.router_log_group.name,
+                exec_log_group_arn=cluster.exec_log_group.arn,
+                exec_kms_key_arn=cluster.exec_key.arn,
+                app_repository_arn=registry.app.arn,
+                router_repository_arn=registry.router.arn,
+                model_load_seconds=config.model_load_seconds,
+                cpu=config.task_cpu,
+                memory=config.task_memory,
+                cpu_architecture=config.cpu_architecture,
+            ),
+            context,
+        )
+        alb = LoadBalancer(
+            self,
+            "alb",
+            LoadBalancerProps(
+                name=name,
+                vpc_id=network.vpc_id,
+                subnet_ids=tuple(network.public_subnet_ids),
+                security_group_id=security_groups.alb.id,
+                access_log_bucket=logs.alb_log_bucket.bucket,
+                access_log_prefix=logs.alb_log_prefix,
+                certificate_arn=config.certificate_arn,
+                deletion_protection=config.deletion_protection,
+            ),
+        )
+        notifications = Notifications(
+            self,
+            "notifications",
+            NotificationsProps(
+                name=name,
+                cluster_arn=cluster.arn,
+                cluster_name=cluster.name,
+                service_name=service_name,
+                emails=config.alert_emails,
+            ),
+            context,
+        )
+        alarms = ServiceAlarms(
+            self,
+            "alarms",
+            ServiceAlarmsProps(
+                name=name,
+                alb_arn_suffix=alb.arn_suffix,
+                target_group_arn_suffix=alb.target_group_arn_suffix,
+                cluster_name=cluster.name,
+                service_name=service_name,
+                topic_arn=notifications.topic_arn,
+            ),
+        )
+        service = AppService(
+            self,
+            "service",
+            AppServiceProps(
+                name=service_name,
+                cluster_arn=cluster.arn,
+                subnet_ids=tuple(network.protected_subnet_ids),
+                security_group_id=security_groups.tasks.id,
+                target_group_arn=alb.target_group.arn,
+                desired_count=config.desired_count,
+                model_load_seconds=config.model_load_seconds,
+                rollback_alarm_names=tuple(alarms.rollback_alarm_names),
+                depends_on=(*storage.mount_targets, *alb.listeners),
+            ),
+            task,
+        )
+        Scaling(
+            self,
+            "scaling",
+            ScalingProps(
+                cluster_name=cluster.name,
+                service_name=service.name,
+                min_count=config.min_count,
+                max_count=config.max_count,
+                request_label=f"{alb.arn_suffix}/{alb.target_group_arn_suffix}",
+                scheduled=config.scheduled_capacity,
+            ),
+        )
+
+        host = config.domain_name or alb.dns_name
+        TerraformOutput(self, "service_url", value=f"{alb.scheme}://{host}")
+        TerraformOutput(self, "alb_dns_name", value=alb.dns_name)
+        TerraformOutput(self, "cluster_name", value=cluster.name)
+        TerraformOutput(self, "service_name", value=service.name)
+        TerraformOutput(self, "notification_topic_arn", value=notifications.topic_arn)
         TerraformOutput(self, "app_repository_url", value=registry.app.repository_url)
         TerraformOutput(self, "router_repository_url", value=registry.router.repository_url)
         TerraformOutput(self, "efs_file_system_id", value=storage.file_system_id)

@@ -42,3 +42,15 @@ def policy_documents(stack: Synth) -> list[dict[str, Any]]:
                 if isinstance(value, str) and value.lstrip().startswith("{") and '"Statement"' in value:
                     docs.append({"kind": kind, **json.loads(value)})
     return docs
+
+
+def containers(stack: Synth) -> dict[str, dict[str, Any]]:
+    """The task definition's container definitions, by container name."""
+    task = only(stack, "aws_ecs_task_definition")
+    return {c["name"]: c for c in json.loads(task["container_definitions"])}
+
+
+def role_policy(stack: Synth, fragment: str) -> list[dict[str, Any]]:
+    """Statements of the inline role policy whose logical name contains `fragment`."""
+    statements: list[dict[str, Any]] = json.loads(named(stack, "aws_iam_role_policy", fragment)["policy"])["Statement"]
+    return statements

@@ -1,0 +1,117 @@
+"""CloudWatch alarms on what users feel (5xx, p99 latency) and on capacity (running < desired tasks)."""
+
+from dataclasses import dataclass
+
+from cdktf_cdktf_provider_aws.cloudwatch_metric_alarm import (
+    CloudwatchMetricAlarm,
+    CloudwatchMetricAlarmMetricQuery,
+    CloudwatchMetricAlarmMetricQueryMetric,
+)
+from constructs import Construct
+
+from modules.errors import Problems
+
+
+@dataclass(frozen=True)
+class ServiceAlarmsProps:
+    """name: alarm name prefix. alb_arn_suffix / target_group_arn_suffix: the ALB metrics' dimensions.
+    cluster_name / service_name: the Container Insights dimensions. topic_arn: where alarms notify.
+    max_5xx_per_minute: target 5xx responses per minute that count as a breach (default 5).
+    max_p99_seconds: p99 target response time that counts as a breach (default 0.25 s).
+    The 5xx and latency alarms also drive the ECS deployment's alarm-based rollback; UnHealthyHostCount is
+    deliberately absent, because every deployment drains targets and would trip it.
+    """
+
+    name: str
+    alb_arn_suffix: str
+    target_group_arn_suffix: str
+    cluster_name: str
+    service_name: str
+    topic_arn: str
+    max_5xx_per_minute: int = 5
+    max_p99_seconds: float = 0.25
+
+    def __post_init__(self) -> None:
+        p = Problems("ServiceAlarmsProps")
+        p.check(self.max_5xx_per_minute >= 1, "max_5xx_per_minute", "below 1", "use 1 or more")
+        p.check(
+            0 < self.max_p99_seconds <= 60,
+            "max_p99_seconds",
+            f"{self.max_p99_seconds} outside (0, 60]",
+            "use the latency objective",
+        )
+        p.raise_if_any()
+
+
+class ServiceAlarms(Construct):
+    def __init__(self, scope: Construct, id_: str, props: ServiceAlarmsProps) -> None:
+        super().__init__(scope, id_)
+        alb = {"LoadBalancer": props.alb_arn_suffix, "TargetGroup": props.target_group_arn_suffix}
+        self.target_5xx = CloudwatchMetricAlarm(
+            self,
+            "target-5xx",
+            alarm_name=f"{props.name}-target-5xx",
+            alarm_description="The app answers with 5xx: users see errors",
+            namespace="AWS/ApplicationELB",
+            metric_name="HTTPCode_Target_5XX_Count",
+            dimensions=alb,
+            statistic="Sum",
+            period=60,
+            evaluation_periods=3,
+            datapoints_to_alarm=2,
+            threshold=props.max_5xx_per_minute,
+            comparison_operator="GreaterThanThreshold",
+            treat_missing_data="notBreaching",
+            alarm_actions=[props.topic_arn],
+            ok_actions=[props.topic_arn],
+        )
+        self.latency_p99 = CloudwatchMetricAlarm(
+            self,
+            "latency-p99",
+            alarm_name=f"{props.name}-latency-p99",
+            alarm_description="p99 target response time above the objective",
+            namespace="AWS/ApplicationELB",
+            metric_name="TargetResponseTime",
+            dimensions=alb,
+            extended_statistic="p99",
+            period=60,
+            evaluation_periods=5,
+            datapoints_to_alarm=3,
+            threshold=props.max_p99_seconds,
+            comparison_operator="GreaterThanThreshold",
+            treat_missing_data="notBreaching",
+            alarm_actions=[props.topic_arn],
+            ok_actions=[props.topic_arn],
+        )
+        insights = {"ClusterName": props.cluster_name, "ServiceName": props.service_name}
+        self.tasks_below_desired = CloudwatchMetricAlarm(
+            self,
+            "tasks-below-desired",
+            alarm_name=f"{props.name}-tasks-below-desired",
+            alarm_description="Fewer tasks run than desired for 5 minutes (crash loop, placement or capacity)",
+            evaluation_periods=5,
+            threshold=0,
+            comparison_operator="GreaterThanThreshold",
+            treat_missing_data="breaching",
+            alarm_actions=[props.topic_arn],
+            ok_actions=[props.topic_arn],
+            metric_query=[
+                CloudwatchMetricAlarmMetricQuery(
+                    id="missing", expression="desired - running", return_data=True, label="tasks missing"
+                ),
+                *(
+                    CloudwatchMetricAlarmMetricQuery(
+                        id=query_id,
+                        metric=CloudwatchMetricAlarmMetricQueryMetric(
+                            namespace="ECS/ContainerInsights",
+                            metric_name=metric,
+                            dimensions=insights,
+                            period=60,
+                            stat="Average",
+                        ),
+                    )
+                    for query_id, metric in (("desired", "DesiredTaskCount"), ("running", "RunningTaskCount"))
+                ),
+            ],
+        )
+        self.rollback_alarm_names = [self.target_5xx.alarm_name, self.latency_p99.alarm_name]

@@ -1,0 +1,307 @@
+"""The Fargate task: the app container, the FireLens log router sidecar, the read-only EFS model mount, and the
+execution and task roles with least privilege."""
+
+import json
+import posixpath
+from dataclasses import dataclass
+from typing import Any
+
+from cdktf_cdktf_provider_aws.ecs_task_definition import (
+    EcsTaskDefinition,
+    EcsTaskDefinitionRuntimePlatform,
+    EcsTaskDefinitionVolume,
+    EcsTaskDefinitionVolumeEfsVolumeConfiguration,
+    EcsTaskDefinitionVolumeEfsVolumeConfigurationAuthorizationConfig,
+)
+from cdktf_cdktf_provider_aws.iam_role import IamRole
+from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
+from constructs import Construct
+
+from api.contract import (
+    APP_GID,
+    APP_PORT,
+    APP_UID,
+    CONTAINER_MODEL_DIR,
+    MODEL_DIR_ENV,
+    SHUTDOWN_GRACE_SECONDS,
+    WRITABLE_PATHS,
+)
+from modules.config import FARGATE_MEMORY
+from modules.contracts import ROUTER
+from modules.errors import Problems
+from modules.iam import AwsContext, assume_role_policy, policy, statement
+
+APP_CONTAINER = ROUTER.app_container_name
+ROUTER_CONTAINER = "log-router"
+ROUTER_MEMORY_RESERVATION_MIB = 64
+# The FireLens router keeps logs flowing for its own 30 s Grace after the app stops; ECS allows at most 120 s.
+STOP_TIMEOUT_SECONDS = min(SHUTDOWN_GRACE_SECONDS + 10, 120)
+# ECS Exec's SSM agent writes its state and logs here; with a read-only root file system they must be volumes.
+EXEC_AGENT_PATHS = ("/var/lib/amazon", "/var/log/amazon")
+ROUTER_BUFFER_PATH = posixpath.commonpath([ROUTER.store_dir, ROUTER.storage_path])
+MODELS_VOLUME = "models"
+
+
+@dataclass(frozen=True)
+class AppTaskProps:
+    """family: task definition family (also prefixes role names).
+    app_image / router_image: full image references `<repository url>:<commit hash>`.
+    cpu / memory: Fargate task size (default 2048 / 4096). cpu_architecture: X86_64 (default) or ARM64.
+    workers: uWSGI workers (default: one per vCPU, since each worker runs one BLAS thread).
+    model_load_seconds: the app's container health check gives it this long to load the model before counting
+        failures.
+    file_system_id / file_system_arn / access_point_id / access_point_arn: the model file system, mounted read-only
+        at the app's model directory through the access point with TLS and IAM authorization.
+    app_log_bucket_arn / log_kms_key_arn / error_log_group_arn / error_log_group_name / router_log_group_name:
+        where the router writes (S3 under the contract prefix, CloudWatch for errors) and its own logs.
+    exec_log_group_arn / exec_kms_key_arn: ECS Exec audit log group and session key.
+    app_repository_arn / router_repository_arn: the only repositories the execution role may pull from.
+    """
+
+    family: str
+    app_image: str
+    router_image: str
+    file_system_id: str
+    file_system_arn: str
+    access_point_id: str
+    access_point_arn: str
+    app_log_bucket: str
+    app_log_bucket_arn: str
+    log_kms_key_arn: str
+    error_log_group_arn: str
+    error_log_group_name: str
+    router_log_group_arn: str
+    router_log_group_name: str
+    exec_log_group_arn: str
+    exec_kms_key_arn: str
+    app_repository_arn: str
+    router_repository_arn: str
+    model_load_seconds: int = 60
+    cpu: int = 2048
+    memory: int = 4096
+    cpu_architecture: str = "X86_64"
+    workers: int | None = None
+
+    def __post_init__(self) -> None:
+        p = Problems("AppTaskProps")
+        allowed = FARGATE_MEMORY.get(self.cpu)
+        p.check(
+            allowed is not None and self.memory in allowed,
+            "memory",
+            f"{self.cpu}/{self.memory} is not a Fargate size",
+            "pick a valid Fargate cpu/memory pair",
+        )
+        p.check(
+            self.memory > ROUTER_MEMORY_RESERVATION_MIB * 4,
+            "memory",
+            "no room for the app next to the router",
+            "give the task more memory",
+        )
+        p.check(self.workers is None or self.workers >= 1, "workers", f"{self.workers} < 1", "use 1 or more")
+        p.check(
+            self.cpu_architecture in ("X86_64", "ARM64"),
+            "cpu_architecture",
+            f"{self.cpu_architecture!r}",
+            "use X86_64 or ARM64",
+        )
+        p.raise_if_any()
+
+    @property
+    def effective_workers(self) -> int:
+        return self.workers or max(1, self.cpu // 1024)
+
+
+def _volume_name(path: str) -> str:
+    return path.strip("/").replace("/", "-")
+
+
+def app_container(props: AppTaskProps) -> dict[str, Any]:
+    # Values ECS would fill in on its own (cpu 0, hostPort, protocol, empty lists) are written out, so that the
+    # definition Terraform compares after a refresh equals this one and a second plan shows no diff.
+    writable = [*WRITABLE_PATHS, *EXEC_AGENT_PATHS]
+    return {
+        "name": APP_CONTAINER,
+        "image": props.app_image,
+        "essential": True,
+        "cpu": 0,
+        "user": f"{APP_UID}:{APP_GID}",
+        "readonlyRootFilesystem": True,
+        "portMappings": [{"containerPort": APP_PORT, "hostPort": APP_PORT, "protocol": "tcp"}],
+        "environment": sorted(
+            [
+                {"name": MODEL_DIR_ENV, "value": CONTAINER_MODEL_DIR},
+                {"name": "APP_WORKERS", "value": str(props.effective_workers)},
+            ],
+            key=lambda e: e["name"],
+        ),
+        "mountPoints": [
+            {"sourceVolume": MODELS_VOLUME, "containerPath": CONTAINER_MODEL_DIR, "readOnly": True},
+            *({"sourceVolume": _volume_name(path), "containerPath": path, "readOnly": False} for path in writable),
+        ],
+        "volumesFrom": [],
+        "systemControls": [],
+        "linuxParameters": {"initProcessEnabled": True},
+        "healthCheck": {
+            "command": ["CMD", "python", "-m", "api.healthcheck"],
+            "interval": 10,
+            "timeout": 5,
+            "retries": 3,
+            "startPeriod": min(props.model_load_seconds, 300),
+        },
+        "stopTimeout": STOP_TIMEOUT_SECONDS,
+        "dependsOn": [{"containerName": ROUTER_CONTAINER, "condition": "HEALTHY"}],
+        "logConfiguration": {"logDriver": "awsfirelens", "options": {}, "secretOptions": []},
+    }
+
+
+def router_container(props: AppTaskProps, region: str) -> dict[str, Any]:
+    values = {
+        "AWS_REGION": region,
+        "ERROR_LOG_GROUP_NAME": props.error_log_group_name,
+        "LOG_BUCKET": props.app_log_bucket,
+    }
+    return {
+        "name": ROUTER_CONTAINER,
+        "image": props.router_image,
+        "essential": True,
+        "cpu": 0,
+        "memoryReservation": ROUTER_MEMORY_RESERVATION_MIB,
+        "portMappings": [],
+        "environment": [{"name": name, "value": values[name]} for name in sorted(ROUTER.environment)],
+        "mountPoints": [
+            {"sourceVolume": _volume_name(ROUTER_BUFFER_PATH), "containerPath": ROUTER_BUFFER_PATH, "readOnly": False}
+        ],
+        "volumesFrom": [],
+        "systemControls": [],
+        "firelensConfiguration": {
+            "type": "fluentbit",
+            "options": {
+                "config-file-type": "file",
+                "config-file-value": ROUTER.config_file,
+                "enable-ecs-log-metadata": "true",
+            },
+        },
+        "healthCheck": {
+            "command": [
+                "CMD-SHELL",
+                f"curl -sf http://127.0.0.1:{ROUTER.http_port}{ROUTER.health_check_path} || exit 1",
+            ],
+            "interval": 10,
+            "timeout": 5,
+            "retries": 3,
+            "startPeriod": 10,
+        },
+        "logConfiguration": {
+            "logDriver": "awslogs",
+            "options": {
+                "awslogs-group": props.router_log_group_name,
+                "awslogs-region": region,
+                "awslogs-stream-prefix": ROUTER_CONTAINER,
+            },
+            "secretOptions": [],
+        },
+    }
+
+
+class AppTask(Construct):
+    def __init__(self, scope: Construct, id_: str, props: AppTaskProps, context: AwsContext) -> None:
+        super().__init__(scope, id_)
+        self.execution_role = IamRole(
+            self,
+            "execution-role",
+            name=f"{props.family}-execution",
+            assume_role_policy=assume_role_policy("ecs-tasks.amazonaws.com", context),
+        )
+        IamRolePolicy(self, "execution-policy", role=self.execution_role.id, policy=_execution_policy(props))
+        self.task_role = IamRole(
+            self,
+            "task-role",
+            name=f"{props.family}-task",
+            assume_role_policy=assume_role_policy("ecs-tasks.amazonaws.com", context),
+        )
+        IamRolePolicy(self, "task-policy", role=self.task_role.id, policy=_task_policy(props))
+        writable = [*WRITABLE_PATHS, *EXEC_AGENT_PATHS, ROUTER_BUFFER_PATH]
+        self.task_definition = EcsTaskDefinition(
+            self,
+            "task-definition",
+            family=props.family,
+            requires_compatibilities=["FARGATE"],
+            network_mode="awsvpc",
+            cpu=str(props.cpu),
+            memory=str(props.memory),
+            runtime_platform=EcsTaskDefinitionRuntimePlatform(
+                operating_system_family="LINUX", cpu_architecture=props.cpu_architecture
+            ),
+            execution_role_arn=self.execution_role.arn,
+            task_role_arn=self.task_role.arn,
+            container_definitions=json.dumps([app_container(props), router_container(props, context.region)]),
+            volume=[
+                EcsTaskDefinitionVolume(
+                    name=MODELS_VOLUME,
+                    efs_volume_configuration=EcsTaskDefinitionVolumeEfsVolumeConfiguration(
+                        file_system_id=props.file_system_id,
+                        transit_encryption="ENABLED",
+                        authorization_config=EcsTaskDefinitionVolumeEfsVolumeConfigurationAuthorizationConfig(
+                            access_point_id=props.access_point_id, iam="ENABLED"
+                        ),
+                    ),
+                ),
+                # Fargate bind-mount volumes without a host path live on the task's ephemeral storage.
+                *(EcsTaskDefinitionVolume(name=_volume_name(path)) for path in writable),
+            ],
+        )
+        self.arn = self.task_definition.arn
+
+
+def _execution_policy(props: AppTaskProps) -> str:
+    return policy(
+        # GetAuthorizationToken has no resource-level permission: AWS accepts only "*" for it.
+        statement("RegistryLogin", ["ecr:GetAuthorizationToken"], ["*"]),
+        statement(
+            "PullOurImages",
+            ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+            [props.app_repository_arn, props.router_repository_arn],
+        ),
+        statement(
+            "RouterOwnLogs",
+            ["logs:CreateLogStream", "logs:PutLogEvents"],
+            [f"{props.router_log_group_arn}:log-stream:*"],
+        ),
+    )
+
+
+def _task_policy(props: AppTaskProps) -> str:
+    return policy(
+        statement(
+            "MountModelsThroughAccessPoint",
+            ["elasticfilesystem:ClientMount"],
+            [props.file_system_arn],
+            condition={"StringEquals": {"elasticfilesystem:AccessPointArn": props.access_point_arn}},
+        ),
+        statement(
+            "RouterWritesErrors",
+            ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+            [props.error_log_group_arn, f"{props.error_log_group_arn}:log-stream:*"],
+        ),
+        statement("RouterWritesAppLogs", ["s3:PutObject"], [f"{props.app_log_bucket_arn}/{ROUTER.s3_prefix}*"]),
+        statement("RouterEncryptsAppLogs", ["kms:GenerateDataKey", "kms:Decrypt"], [props.log_kms_key_arn]),
+        # The SSM message channels of ECS Exec have no resource-level permissions: AWS accepts only "*".
+        statement(
+            "EcsExecChannels",
+            [
+                "ssmmessages:CreateControlChannel",
+                "ssmmessages:CreateDataChannel",
+                "ssmmessages:OpenControlChannel",
+                "ssmmessages:OpenDataChannel",
+            ],
+            ["*"],
+        ),
+        statement(
+            "EcsExecAudit",
+            ["logs:CreateLogStream", "logs:PutLogEvents"],
+            [f"{props.exec_log_group_arn}:log-stream:*"],
+        ),
+        # The exec agent checks that its audit group exists; DescribeLogGroups has no resource-level permission.
+        statement("EcsExecFindsAuditGroup", ["logs:DescribeLogGroups"], ["*"]),
+        statement("EcsExecSessionKey", ["kms:Decrypt"], [props.exec_kms_key_arn]),
+    )
