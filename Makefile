@@ -71,5 +71,5 @@ pytest: $(SETUP_STAMP) $(NODE_STAMP)
 
 test: lint validate checkov pytest
 
--include api/api.mk
--include logging/logging.mk
+include api/api.mk
+-include deploy.mk
