@@ -7,6 +7,7 @@ import sys
 
 from threadpoolctl import threadpool_limits
 
+from api import drain
 from api.app import create_app
 from api.loader import ModelLoadError
 from api.logs import APP_LOGGER
@@ -21,6 +22,8 @@ except ModelLoadError as error:
     sys.stdout.flush()
     # A missing or corrupt model must never serve: leave before uWSGI forks, without a traceback.
     os._exit(1)
+
+drain.install()
 
 # Objects created so far (the app, the model's Python wrappers) move out of the GC's reach, so collections in the
 # workers do not write to those pages and un-share them.

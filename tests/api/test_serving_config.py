@@ -53,7 +53,10 @@ def test_uwsgi_binds_the_contract_port_with_the_keep_alive_http_router() -> None
 
 
 def test_uwsgi_shuts_down_gracefully_within_the_contract_grace() -> None:
-    assert ini_value("hook-master-start") == "unix_signal:15 gracefully_kill_them_all"
+    # SIGTERM goes to the drain mule (api/drain.py), which asks the master for the graceful shutdown via its FIFO.
+    assert ini_value("hook-master-start") == "unix_signal:15 uwsgi_route_signal"
+    assert ini_value("mules") == "1"
+    assert all(path.startswith("/tmp/") for path in ini_values("master-fifo"))
     assert int(ini_value("reload-mercy")) == SHUTDOWN_GRACE_SECONDS
     assert int(ini_value("worker-reload-mercy")) == SHUTDOWN_GRACE_SECONDS
     assert 0 < int(ini_value("harakiri")) < SHUTDOWN_GRACE_SECONDS

@@ -15,6 +15,7 @@ import requests
 
 from api.contract import SHUTDOWN_GRACE_SECONDS
 from api.healthcheck import probe
+from tests.api.steady_load import SteadyLoad
 from tests.api.test_loader import _flip_a_byte, _garbage_array, _remove_pointer, copy_model
 from tests.api.uwsgi_process import free_port, kill, running, start
 
@@ -40,7 +41,7 @@ def test_uwsgi_serves_recommendations_over_keep_alive_and_logs_json(model_root: 
         assert connection.sock is socket_after_first, "the connection was not kept alive"
         connection.close()
         names = [child.name() for child in psutil.Process(server.process.pid).children()]
-        assert len(names) == 4, names  # three workers from APP_WORKERS plus the HTTP router
+        assert len(names) == 5, names  # three workers from APP_WORKERS, the HTTP router and the drain mule
         assert probe(server.url + "/health/live")
     records = [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
     assert any(record.get("request_id") == "keepalive-1" and record["status"] == 200 for record in records)
@@ -67,6 +68,23 @@ def test_sigterm_lets_the_in_flight_request_complete(model_root: Path, tmp_path:
         assert response.status_code == 200
         assert len(response.json()["items"]) == 5
         assert server.process.wait(timeout=SHUTDOWN_GRACE_SECONDS + 5) == 0
+
+
+@pytest.mark.timeout(90)
+def test_sigterm_under_steady_load_fails_no_request(model_root: Path, tmp_path: Path) -> None:
+    """8 clients on 2 workers keep requests queued behind the busy workers: the queued ones must be served too."""
+    paths = [f"/v1/users/u{index:07d}/recommendations?k=5" for index in range(100)]
+    with running(model_root, tmp_path / "uwsgi.log", module="tests.api.slow_wsgi:application") as server:
+        load = SteadyLoad(server.url, paths, clients=8, headers={"X-Test-Delay": "0.05"})
+        with load:
+            load.wait_for(60)
+            server.process.send_signal(signal.SIGTERM)
+            # As a load balancer does once the target is deregistered: no new request after the signal.
+            load.stop()
+        assert server.process.wait(timeout=SHUTDOWN_GRACE_SECONDS + 5) == 0
+    assert len(load.outcomes) >= 60
+    assert load.failures() == [], load.failures()[:5]
+    assert "drained in" in server.output()
 
 
 def _missing_dir(model_root: Path, tmp_path: Path) -> tuple[Path, Path]:
