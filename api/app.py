@@ -31,7 +31,7 @@ REQUEST_ID_PATTERN = re.compile(r"[\x21-\x7e]{1,200}")
 def create_app(config: ApiConfig | None = None) -> Flask:
     config = config or ApiConfig.from_env()
     configure_logging()
-    recommender = Recommender(load_model(config.model_dir))
+    recommender = Recommender(load_model(config.model_dir), config.ann_min_items)
     logging.getLogger(APP_LOGGER).info(
         "model %s loaded from %s",
         recommender.version,

@@ -7,6 +7,10 @@ from pathlib import Path
 
 from api.contract import CONTAINER_MODEL_DIR, MODEL_DIR_ENV
 
+ANN_MIN_ITEMS_ENV = "ANN_MIN_ITEMS"
+# Same default as the trainer's (api.ann.ANN_MIN_ITEMS); kept literal so this module stays free of faiss.
+DEFAULT_ANN_MIN_ITEMS = 50_000
+
 
 @dataclass(frozen=True)
 class ApiConfig:
@@ -18,8 +22,13 @@ class ApiConfig:
     max_exclude_items: int = 500
     # Large enough for a full batch with long ids; anything bigger is a client bug, answered with 413.
     max_body_bytes: int = 256 * 1024
+    # Catalogues at least this large use the model's ANN index (when it has one); smaller ones are scored exactly.
+    ann_min_items: int = DEFAULT_ANN_MIN_ITEMS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "ApiConfig":
         env = os.environ if environ is None else environ
-        return cls(model_dir=Path(env.get(MODEL_DIR_ENV, CONTAINER_MODEL_DIR)))
+        return cls(
+            model_dir=Path(env.get(MODEL_DIR_ENV, CONTAINER_MODEL_DIR)),
+            ann_min_items=int(env.get(ANN_MIN_ITEMS_ENV, DEFAULT_ANN_MIN_ITEMS)),
+        )

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from api import ann
 from api.model_format import (
     ARRAY_NAMES,
     CURRENT_POINTER,
@@ -34,6 +35,8 @@ class LoadedModel:
     path: Path
     manifest: dict[str, Any]
     arrays: ModelArrays
+    # faiss index over the item factors (memory-mapped), when the trainer built one.
+    ann_index: Any = None
 
 
 def load_model(root: Path) -> LoadedModel:
@@ -48,7 +51,34 @@ def load_model(root: Path) -> LoadedModel:
     loaded = {name: _load_array(version_dir, name, manifest, layout[name]) for name in ARRAY_NAMES}
     arrays = ModelArrays(**loaded)
     _check_consistency(version_dir, arrays)
-    return LoadedModel(version=manifest["version"], path=version_dir, manifest=manifest, arrays=arrays)
+    ann_index = _load_index(version_dir, manifest, len(arrays.item_ids))
+    return LoadedModel(
+        version=manifest["version"], path=version_dir, manifest=manifest, arrays=arrays, ann_index=ann_index
+    )
+
+
+def _load_index(version_dir: Path, manifest: dict[str, Any], items: int) -> Any:
+    entry = manifest.get("ann")
+    if entry is None:
+        return None
+    path = version_dir / str(entry.get("file", ann.INDEX_FILE))
+    if entry.get("kind") != ann.INDEX_KIND:
+        raise ModelLoadError(path, f"index kind {entry.get('kind')!r} is not {ann.INDEX_KIND!r}; retrain")
+    if not path.is_file():
+        raise ModelLoadError(path, "missing; the version directory is incomplete, republish it")
+    actual_sha = sha256_of(path)
+    if actual_sha != entry.get("sha256"):
+        raise ModelLoadError(
+            path,
+            f"checksum mismatch (manifest {entry.get('sha256')}, file {actual_sha}); the file is corrupt, republish",
+        )
+    try:
+        index = ann.read(path, int(entry["nprobe"]))
+    except (RuntimeError, KeyError, ValueError) as error:
+        raise ModelLoadError(path, f"not a readable faiss index ({error}); republish the version") from None
+    if index.ntotal != items:
+        raise ModelLoadError(path, f"index holds {index.ntotal} items but the model has {items}; retrain")
+    return index
 
 
 def _resolve_current(root: Path) -> Path:

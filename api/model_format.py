@@ -12,10 +12,16 @@ import shutil
 import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from api.ann import INDEX_FILE
+from api.ann import write as write_index
+
+if TYPE_CHECKING:
+    from api.ann import AnnBuild
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -68,7 +74,9 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def publish_model(root: Path, version: str, arrays: ModelArrays, metadata: dict[str, Any]) -> Path:
+def publish_model(
+    root: Path, version: str, arrays: ModelArrays, metadata: dict[str, Any], ann: "AnnBuild | None" = None
+) -> Path:
     """Write a complete version next to the others, then switch `current` to it atomically.
 
     Readers never see a half-written version: the files go to a temporary directory in `root` (same file system)
@@ -86,6 +94,12 @@ def publish_model(root: Path, version: str, arrays: ModelArrays, metadata: dict[
             array = getattr(arrays, name)
             np.save(path, array, allow_pickle=False)
             files[array_file(name)] = {"sha256": sha256_of(path), "dtype": str(array.dtype), "shape": list(array.shape)}
+        if ann is not None:
+            write_index(ann.index, staging / INDEX_FILE)
+            metadata = {
+                **metadata,
+                "ann": {**ann.metadata, "file": INDEX_FILE, "sha256": sha256_of(staging / INDEX_FILE)},
+            }
         users, factors = arrays.user_factors.shape
         manifest = {
             "format_version": FORMAT_VERSION,

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from api import ann
 from api.ids import IdIndex
 from api.loader import LoadedModel
 
@@ -21,10 +22,12 @@ class Scored:
 
 
 NOTHING = np.empty(0, dtype=np.int64)
+# The ANN path over-fetches k + |excluded| candidates; beyond this many the exact scan is cheaper and always right.
+MAX_ANN_FETCH = 2_048
 
 
 class Recommender:
-    def __init__(self, model: LoadedModel) -> None:
+    def __init__(self, model: LoadedModel, ann_min_items: int = ann.ANN_MIN_ITEMS) -> None:
         self.model = model
         self.version = model.version
         arrays = model.arrays
@@ -34,14 +37,18 @@ class Recommender:
         parameters: dict[str, Any] = model.manifest.get("algorithm", {}).get("parameters", {})
         self._alpha = float(parameters.get("alpha", 1.0))
         self._regularization = float(parameters.get("regularization", 0.0))
+        self._index = model.ann_index if len(arrays.item_ids) >= ann_min_items else None
+
+    @property
+    def uses_ann(self) -> bool:
+        return self._index is not None
 
     def seen_by(self, user: int) -> NDArray[np.int64]:
         start, stop = self._arrays.seen_indptr[user], self._arrays.seen_indptr[user + 1]
         return self._arrays.seen_indices[start:stop].astype(np.int64)
 
     def for_user(self, user: int, k: int, exclude: NDArray[np.int64]) -> Scored:
-        scores = self._arrays.item_factors @ self._arrays.user_factors[user]
-        return _top_k(scores, k, exclude)
+        return self._by_inner_product(np.asarray(self._arrays.user_factors[user]), k, exclude)
 
     def for_items(self, items: NDArray[np.int64], k: int, exclude: NDArray[np.int64]) -> Scored:
         """Session recommendations: solve the ALS user equation for the item list (fold-in), then score."""
@@ -52,7 +59,19 @@ class Recommender:
         lhs = gramian + self._regularization * np.eye(len(gramian)) + (factors.T * (confidence - 1.0)) @ factors
         rhs = factors.T @ confidence
         user_vector = np.linalg.solve(lhs, rhs).astype(np.float32)
-        return _top_k(self._arrays.item_factors @ user_vector, k, exclude)
+        return self._by_inner_product(user_vector, k, exclude)
+
+    def _by_inner_product(self, query: NDArray[np.float32], k: int, exclude: NDArray[np.int64]) -> Scored:
+        items = len(self._arrays.item_ids)
+        fetch = min(k + len(exclude), items)
+        if self._index is not None and fetch <= MAX_ANN_FETCH:
+            found, scores = ann.search(self._index, query, fetch)
+            keep = ~np.isin(found, exclude)
+            if int(keep.sum()) >= min(k, items - len(np.unique(exclude))):
+                chosen = np.flatnonzero(keep)[:k]
+                return Scored(indices=found[chosen], scores=scores[chosen])
+            # Too few candidates survived (a sparse probe): answer exactly rather than short.
+        return _top_k(self._arrays.item_factors @ query, k, exclude)
 
     def similar_items(self, item: int, k: int, exclude: NDArray[np.int64]) -> Scored:
         norms = np.maximum(self._arrays.item_norms, np.finfo(np.float32).tiny)

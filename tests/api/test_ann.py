@@ -1,0 +1,99 @@
+"""The ANN index: built and measured at training time, checked by the loader, used for large catalogues only."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from flask import Flask
+
+from api import ann
+from api.app import create_app
+from api.config import ApiConfig
+from api.loader import ModelLoadError, load_model
+from api.model_format import MANIFEST_NAME
+from api.recommender import Recommender
+from api.synthetic import SyntheticSpec, generate, user_id, write
+from api.train import AlsParameters, TrainResult, train
+from tests.api.test_loader import copy_model
+
+SPEC = SyntheticSpec(users=2_000, items=4_000, segments=16, mean_interactions=15.0, seed=5)
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
+    data = tmp_path_factory.mktemp("ann-data") / "interactions.parquet"
+    write(generate(SPEC), data)
+    models = tmp_path_factory.mktemp("ann-models")
+    return train(
+        data, models, AlsParameters(factors=32, iterations=6), version="ann", test_fraction=0.0, ann_min_items=1_000
+    )
+
+
+def test_training_stores_the_index_with_its_recall_against_exact_scoring(indexed: TrainResult) -> None:
+    manifest = json.loads((indexed.version_dir / MANIFEST_NAME).read_text())
+    entry = manifest["ann"]
+    assert entry["kind"] == ann.INDEX_KIND
+    assert entry["file"] == ann.INDEX_FILE
+    assert (indexed.version_dir / ann.INDEX_FILE).is_file()
+    assert entry["recall_at_10"] >= ann.TARGET_RECALL
+    assert entry["evaluated_queries"] == min(ann.EVALUATION_QUERIES, SPEC.users)
+    assert 1 <= entry["nprobe"] <= entry["nlist"]
+
+
+def test_small_catalogues_get_no_index(trained: TrainResult) -> None:
+    manifest = json.loads((trained.version_dir / MANIFEST_NAME).read_text())
+    assert "ann" not in manifest
+    assert not (trained.version_dir / ann.INDEX_FILE).exists()
+
+
+def test_ann_answers_match_exact_scoring_and_respect_exclusions(indexed: TrainResult) -> None:
+    model = load_model(indexed.version_dir.parent)
+    assert model.ann_index is not None
+    approximate = Recommender(model, ann_min_items=1_000)
+    exact = Recommender(model, ann_min_items=10**9)
+    assert approximate.uses_ann and not exact.uses_ann
+    overlap = []
+    for user in range(0, SPEC.users, 10):
+        seen = approximate.seen_by(user)
+        got = approximate.for_user(user, 10, seen)
+        want = exact.for_user(user, 10, seen)
+        assert len(got.indices) == 10
+        assert not np.isin(got.indices, seen).any()
+        assert np.all(np.diff(got.scores) <= 1e-6), "scores are ranked"
+        factors = np.asarray(model.arrays.item_factors[got.indices]) @ np.asarray(model.arrays.user_factors[user])
+        np.testing.assert_allclose(got.scores, factors, rtol=1e-4, atol=1e-4)
+        overlap.append(len(np.intersect1d(got.indices, want.indices)) / 10)
+    assert float(np.mean(overlap)) >= 0.9
+
+
+def test_many_exclusions_fall_back_to_exact_scoring(indexed: TrainResult) -> None:
+    model = load_model(indexed.version_dir.parent)
+    recommender = Recommender(model, ann_min_items=1_000)
+    excluded = np.arange(0, 3_000, dtype=np.int64)
+    got = recommender.for_user(0, 10, excluded)
+    assert len(got.indices) == 10
+    assert not np.isin(got.indices, excluded).any()
+
+
+def test_the_app_serves_from_the_index_above_the_configured_threshold(indexed: TrainResult) -> None:
+    app: Flask = create_app(ApiConfig(model_dir=indexed.version_dir.parent, ann_min_items=1_000))
+    with app.test_client() as client:
+        response = client.get(f"/v1/users/{user_id(3)}/recommendations?k=7")
+        session = client.post("/v1/recommendations", json={"recent_items": ["i0000001", "i0000002"], "k": 5})
+    assert response.status_code == 200
+    assert response.get_json()["strategy"] == "personalized"
+    assert len(response.get_json()["items"]) == 7
+    assert session.status_code == 200
+    assert len(session.get_json()["items"]) == 5
+
+
+def test_a_corrupt_index_is_refused(indexed: TrainResult, tmp_path: Path) -> None:
+    root = copy_model(indexed.version_dir.parent, tmp_path)
+    path = root / "ann" / ann.INDEX_FILE
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelLoadError, match="checksum mismatch") as error:
+        load_model(root)
+    assert error.value.path == path
