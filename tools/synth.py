@@ -21,8 +21,10 @@ def timed(args: list[str]) -> float:
 
 def main() -> int:
     try:
-        synth = timed([sys.executable, "main.py"])
+        # The bare import runs first: on a fresh checkout the first load also unpacks the provider into the jsii
+        # package cache, which would otherwise be charged to synth.
         bare = timed([sys.executable, "-c", "import cdktf, cdktf_cdktf_provider_aws.provider"])
+        synth = timed([sys.executable, "main.py"])
     except subprocess.CalledProcessError as error:
         return error.returncode
     stacks = sorted(p.name for p in (ROOT / "cdktf.out" / "stacks").iterdir())
