@@ -116,8 +116,10 @@ def _volume_name(path: str) -> str:
 
 
 def app_container(props: AppTaskProps) -> dict[str, Any]:
-    # Values ECS would fill in on its own (cpu 0, hostPort, protocol, empty lists) are written out, so that the
-    # definition Terraform compares after a refresh equals this one and a second plan shows no diff.
+    # Values ECS fills in on its own (cpu 0, readOnly false, hostPort, protocol) are written out, so that the
+    # definition read back after apply equals this one and a second plan shows no diff. Empty lists and maps are
+    # left out: the provider's comparison treats an omitted list as empty, but not an empty map or an empty
+    # `secretOptions` next to a missing one.
     writable = [*WRITABLE_PATHS, *EXEC_AGENT_PATHS]
     return {
         "name": APP_CONTAINER,
@@ -138,8 +140,6 @@ def app_container(props: AppTaskProps) -> dict[str, Any]:
             {"sourceVolume": MODELS_VOLUME, "containerPath": CONTAINER_MODEL_DIR, "readOnly": True},
             *({"sourceVolume": _volume_name(path), "containerPath": path, "readOnly": False} for path in writable),
         ],
-        "volumesFrom": [],
-        "systemControls": [],
         "linuxParameters": {"initProcessEnabled": True},
         "healthCheck": {
             "command": ["CMD", "python", "-m", "api.healthcheck"],
@@ -150,7 +150,8 @@ def app_container(props: AppTaskProps) -> dict[str, Any]:
         },
         "stopTimeout": STOP_TIMEOUT_SECONDS,
         "dependsOn": [{"containerName": ROUTER_CONTAINER, "condition": "HEALTHY"}],
-        "logConfiguration": {"logDriver": "awsfirelens", "options": {}, "secretOptions": []},
+        # FireLens takes the routing from the router's config file, so the app's log driver has no options.
+        "logConfiguration": {"logDriver": "awsfirelens"},
     }
 
 
@@ -166,13 +167,10 @@ def router_container(props: AppTaskProps, region: str) -> dict[str, Any]:
         "essential": True,
         "cpu": 0,
         "memoryReservation": ROUTER_MEMORY_RESERVATION_MIB,
-        "portMappings": [],
         "environment": [{"name": name, "value": values[name]} for name in sorted(ROUTER.environment)],
         "mountPoints": [
             {"sourceVolume": _volume_name(ROUTER_BUFFER_PATH), "containerPath": ROUTER_BUFFER_PATH, "readOnly": False}
         ],
-        "volumesFrom": [],
-        "systemControls": [],
         "firelensConfiguration": {
             "type": "fluentbit",
             "options": {
@@ -198,7 +196,6 @@ def router_container(props: AppTaskProps, region: str) -> dict[str, Any]:
                 "awslogs-region": region,
                 "awslogs-stream-prefix": ROUTER_CONTAINER,
             },
-            "secretOptions": [],
         },
     }
 
