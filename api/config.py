@@ -8,6 +8,7 @@ from pathlib import Path
 from api.contract import CONTAINER_MODEL_DIR, MODEL_DIR_ENV
 
 ANN_MIN_ITEMS_ENV = "ANN_MIN_ITEMS"
+MODEL_POLL_SECONDS_ENV = "MODEL_POLL_SECONDS"
 # Same default as the trainer's (api.ann.ANN_MIN_ITEMS); kept literal so this module stays free of faiss.
 DEFAULT_ANN_MIN_ITEMS = 50_000
 
@@ -24,6 +25,8 @@ class ApiConfig:
     max_body_bytes: int = 256 * 1024
     # Catalogues at least this large use the model's ANN index (when it has one); smaller ones are scored exactly.
     ann_min_items: int = DEFAULT_ANN_MIN_ITEMS
+    # How often each uWSGI worker looks at the `current` pointer for a new version (api/swap.py); 0 disables.
+    model_poll_seconds: float = 1.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "ApiConfig":
@@ -31,4 +34,5 @@ class ApiConfig:
         return cls(
             model_dir=Path(env.get(MODEL_DIR_ENV, CONTAINER_MODEL_DIR)),
             ann_min_items=int(env.get(ANN_MIN_ITEMS_ENV, DEFAULT_ANN_MIN_ITEMS)),
+            model_poll_seconds=float(env.get(MODEL_POLL_SECONDS_ENV, "1.0")),
         )

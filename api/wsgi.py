@@ -11,6 +11,8 @@ from api import drain
 from api.app import create_app
 from api.loader import ModelLoadError
 from api.logs import APP_LOGGER
+from api.responses import STATE_KEY, ServingState
+from api.swap import ModelWatcher
 
 # uwsgi.ini sets the BLAS/OpenMP env vars too; this also covers a BLAS that ignores them.
 threadpool_limits(limits=1)
@@ -24,6 +26,26 @@ except ModelLoadError as error:
     os._exit(1)
 
 drain.install()
+
+state: ServingState = application.extensions[STATE_KEY]
+watcher = ModelWatcher(state)
+
+
+def _after_fork() -> None:
+    import uwsgi
+
+    if uwsgi.worker_id() > 0:
+        # A worker forked after a swap (max-requests recycling) catches up before it accepts a request.
+        watcher.check()
+        watcher.start(state.config.model_poll_seconds)
+
+
+try:
+    import uwsgi
+
+    uwsgi.post_fork_hook = _after_fork
+except ImportError:  # imported outside uWSGI (tests): nothing forks
+    pass
 
 # Objects created so far (the app, the model's Python wrappers) move out of the GC's reach, so collections in the
 # workers do not write to those pages and un-share them.

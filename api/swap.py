@@ -1,0 +1,87 @@
+"""Zero-downtime model swap: each worker follows the `current` pointer under MODEL_DIR.
+
+A daemon thread in every uWSGI worker reads the pointer (one `readlink` a second). When it names another version,
+the thread loads and validates it completely (manifest, checksums, shapes, ANN index) beside the serving one and then
+replaces the recommender reference in one assignment: a request already running keeps the object it started with,
+the next one gets the new model, so no request waits or fails. A version that does not validate is refused with one
+ERROR record and the old model keeps serving; it is not retried until the pointer changes again.
+
+Why not a uWSGI chain reload with lazy-apps: every worker would load its own copy of anything not memory-mapped,
+workers forked from the master would no longer share pages copy-on-write, and a corrupt version would leave the
+chain respawning a worker that cannot start. Here everything stays memory-mapped (the page cache is shared by all
+workers and versions), and a worker forked later (max-requests recycling) catches up before it accepts a request.
+"""
+
+import logging
+import os
+import threading
+from pathlib import Path
+
+from api.loader import ModelLoadError, load_model
+from api.logs import APP_LOGGER
+from api.model_format import CURRENT_POINTER
+from api.recommender import Recommender
+from api.responses import ServingState
+
+
+class ModelWatcher:
+    def __init__(self, state: ServingState) -> None:
+        self._state = state
+        self._root = state.config.model_dir
+        self._lock = threading.Lock()
+        recommender = state.recommender
+        self._serving = self._name(recommender.model.path) if recommender is not None else None
+        self._refused: str | None = None
+        self._thread: threading.Thread | None = None
+        self._logger = logging.getLogger(APP_LOGGER)
+
+    def check(self) -> bool:
+        """Load the version `current` names if it is new; True when the serving model changed."""
+        with self._lock:
+            try:
+                target = self._name(Path(os.readlink(self._root / CURRENT_POINTER)))
+            except OSError as error:
+                if self._refused != "<unreadable>":
+                    self._refused = "<unreadable>"
+                    self._logger.error("model pointer %s unreadable (%s); keeping the serving model", self._root, error)
+                return False
+            if target in (self._serving, self._refused):
+                return False
+            old = self._state.recommender
+            old_version = old.version if old is not None else None
+            try:
+                model = load_model(self._root)
+            except ModelLoadError as error:
+                self._refused = target
+                self._logger.error(
+                    "%s; keeping model version %s", error, old_version, extra={"model_version": old_version}
+                )
+                return False
+            self._state.recommender = Recommender(model, self._state.config.ann_min_items)
+            self._serving, self._refused = self._name(model.path), None
+            self._logger.info(
+                "model %s loaded from %s, replacing %s",
+                model.version,
+                model.path,
+                old_version,
+                extra={"model_version": model.version},
+            )
+            return True
+
+    def start(self, interval: float) -> None:
+        if interval <= 0 or self._thread is not None:
+            return
+        stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, args=(interval, stop), name="model-watcher", daemon=True)
+        self._thread.start()
+
+    def _poll(self, interval: float, stop: threading.Event) -> None:
+        while not stop.wait(interval):
+            try:
+                self.check()
+            except Exception:  # the watcher must never die; the serving model is untouched
+                self._logger.exception("model watcher failed; keeping the serving model")
+
+    @staticmethod
+    def _name(path: Path) -> str:
+        return path.name
