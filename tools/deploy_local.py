@@ -1,0 +1,348 @@
+"""`make deploy-local` / `make destroy-local`: the dev stack applied to moto on loopback, the way CI applies it to AWS.
+
+    python -m tools.deploy_local deploy [--keep]   synth -> moto -> init -> apply -> outputs -> second plan -> destroy
+    python -m tools.deploy_local destroy           destroy a kept deployment and stop its moto_server
+
+Everything happens under .cache/deploy-local/ (ignored): the dev stack is synthesized there (CDKTF_OUTDIR), never in
+cdktf.out/, so the generated provider override (tools/emulator.py) cannot reach a real deploy. Each step prints a
+progress line and logs to .cache/deploy-local/logs/<step>.log; a failing step names its log. moto_server and
+terraform run in their own process groups and are stopped on any failure or interrupt. With --keep, moto_server keeps
+running (its pid and port are in .cache/deploy-local/session.json) until `make destroy-local`.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tools import emulator
+from tools.moto_server import MotoServer, group_alive, stop_group
+from tools.terraform import ROOT, TerraformSetupError
+from tools.terraform import environment as terraform_environment
+
+STACK = "recsys-dev"
+WORKDIR = ROOT / ".cache" / "deploy-local"
+SESSION_FILE = WORKDIR / "session.json"
+# Upper bounds per step (seconds): a hung step fails with its log instead of hanging make or CI.
+TIMEOUTS = {
+    "synth": 300,
+    "init": 180,
+    "apply": 900,
+    "output": 60,
+    "plan": 300,
+    "show": 120,
+    "destroy": 600,
+    "state": 60,
+}
+
+
+class DeployStepError(RuntimeError):
+    def __init__(self, step: str, message: str, log: Path | None = None) -> None:
+        self.step, self.log = step, log
+        where = f"; log: {log}" if log else ""
+        super().__init__(f"{step} failed: {message}{where}")
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def run_logged(
+    step: str,
+    args: list[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    log: Path,
+    timeout: float,
+    capture: bool = False,
+) -> subprocess.CompletedProcess[str]:
+    """Run `args` in its own process group, output to `log`; kill the group on timeout or interrupt.
+
+    `capture`: stdout goes to `<log>.out` and comes back as `.stdout` (stderr stays in the log).
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    out_path = log.with_suffix(".out")
+    with log.open("w") as out, out_path.open("w") if capture else out as stdout:
+        out.write(f"$ {' '.join(args)}  (cwd {cwd})\n")
+        out.flush()
+        process = subprocess.Popen(
+            args, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=out,
+            start_new_session=True, text=True,
+        )  # fmt: skip
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired as error:
+            stop_group(process)
+            raise DeployStepError(step, f"timed out after {timeout:.0f} s", log) from error
+        finally:
+            stop_group(process)  # a no-op once it exited; kills provider plugins left behind otherwise
+    if capture:
+        return subprocess.CompletedProcess(args, process.returncode, out_path.read_text(), log.read_text())
+    return subprocess.CompletedProcess(args, process.returncode, log.read_text(errors="replace"), "")
+
+
+@dataclass
+class Timing:
+    step: str
+    seconds: float
+
+
+class LocalDeployment:
+    """One stack folder applied to one moto_server. The steps raise DeployStepError; nothing here stops moto."""
+
+    def __init__(self, stack_dir: Path, endpoint: str, logs: Path, progress: Callable[[str], None] = print) -> None:
+        self.stack_dir = stack_dir
+        self.endpoint = endpoint
+        self.logs = logs
+        self.progress = progress
+        self.timings: list[Timing] = []
+        self._count = 0
+        self.env = self._environment()
+
+    def _environment(self) -> dict[str, str]:
+        try:
+            env = terraform_environment()
+        except TerraformSetupError as error:
+            raise DeployStepError("init", str(error)) from error
+        env = {k: v for k, v in env.items() if not k.startswith("AWS_")}
+        env.update(
+            AWS_ACCESS_KEY_ID=emulator.FAKE_ACCESS_KEY,
+            AWS_SECRET_ACCESS_KEY=emulator.FAKE_SECRET_KEY,
+            AWS_ENDPOINT_URL=self.endpoint,  # catch-all for any service the override does not name
+            AWS_EC2_METADATA_DISABLED="true",
+            NO_PROXY="127.0.0.1,localhost",
+            no_proxy="127.0.0.1,localhost",
+            TF_IN_AUTOMATION="1",
+        )
+        return env
+
+    def terraform(
+        self, step: str, *args: str, ok_codes: tuple[int, ...] = (0,), capture: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        self._count += 1
+        log = self.logs / f"{self._count:02d}-{step}.log"
+        kind = step.split("-", maxsplit=1)[0]
+        self.progress(f"{step}: terraform {args[0]} ...")
+        start = time.monotonic()
+        result = run_logged(
+            step,
+            ["terraform", *args],
+            cwd=self.stack_dir,
+            env=self.env,
+            log=log,
+            timeout=TIMEOUTS[kind],
+            capture=capture,
+        )
+        seconds = time.monotonic() - start
+        self.timings.append(Timing(step, seconds))
+        if result.returncode not in ok_codes:
+            raise DeployStepError(step, f"terraform {args[0]} exited with {result.returncode}:\n{_tail(log)}", log)
+        self.progress(f"{step}: done in {seconds:.1f} s")
+        return result
+
+    def init(self) -> None:
+        emulator.write_override(self.stack_dir, self.endpoint)
+        self.terraform("init", "init", "-input=false", "-no-color")
+
+    def apply(self) -> None:
+        self.terraform("apply", "apply", "-auto-approve", "-input=false", "-no-color")
+
+    def outputs(self) -> dict[str, Any]:
+        result = self.terraform("output", "output", "-json", "-no-color", capture=True)
+        raw: dict[str, Any] = json.loads(result.stdout)
+        return {name: item["value"] for name, item in raw.items()}
+
+    def second_plan(self) -> list[emulator.Change]:
+        plan_file = "second.tfplan"
+        self.terraform(
+            "plan", "plan", "-input=false", "-no-color", "-detailed-exitcode", f"-out={plan_file}", ok_codes=(0, 2)
+        )
+        shown = self.terraform("show", "show", "-json", "-no-color", plan_file, capture=True)
+        plan: dict[str, Any] = json.loads(shown.stdout)
+        return emulator.judge_plan(plan)
+
+    def destroy(self) -> None:
+        self.terraform("destroy", "destroy", "-auto-approve", "-input=false", "-no-color")
+
+    def state_addresses(self) -> list[str]:
+        result = self.terraform("state-list", "state", "list", "-no-color", ok_codes=(0, 1), capture=True)
+        return [line for line in result.stdout.splitlines() if line.strip()]
+
+
+def check_second_plan(changes: list[emulator.Change], progress: Callable[[str], None] = print) -> None:
+    """Fails on any change that is not a documented moto gap; prints the gaps it accepted."""
+    for change in changes:
+        progress(("known gap " if emulator.acceptable(change) else "UNEXPECTED ") + change.describe())
+    bad = [c for c in changes if not emulator.acceptable(c)]
+    if bad:
+        raise DeployStepError(
+            "plan",
+            "the plan after apply is not empty beyond known moto gaps (tools/emulator.py KNOWN_GAPS):\n"
+            + "\n".join(c.describe() for c in bad),
+        )
+    if not changes:
+        progress("second plan: no changes")
+
+
+def synthesize(outdir: Path, log: Path, env_extra: dict[str, str] | None = None) -> Path:
+    """`python main.py` into `outdir` (CDKTF_OUTDIR), the same code path as `make synth`; returns the dev stack dir."""
+    env = dict(os.environ, CDKTF_OUTDIR=str(outdir), **(env_extra or {}))
+    env.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+    env.setdefault("JSII_RUNTIME_PACKAGE_CACHE_ROOT", str(ROOT / ".cache" / "jsii"))
+    result = run_logged("synth", [sys.executable, "main.py"], cwd=ROOT, env=env, log=log, timeout=TIMEOUTS["synth"])
+    stack_dir = outdir / "stacks" / STACK
+    if result.returncode != 0 or not (stack_dir / "cdk.tf.json").is_file():
+        raise DeployStepError("synth", f"main.py exited with {result.returncode}:\n{_tail(log)}", log)
+    return stack_dir
+
+
+@contextmanager
+def terminate_on_sigterm() -> Iterator[None]:
+    """SIGTERM/SIGHUP raise SystemExit, so `finally` blocks stop moto and terraform."""
+
+    def handler(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def say(message: str) -> None:
+    print(f"[deploy-local] {message}", flush=True)
+
+
+def read_session() -> dict[str, Any] | None:
+    try:
+        session: dict[str, Any] = json.loads(SESSION_FILE.read_text())
+    except (OSError, ValueError):
+        return None
+    return session
+
+
+def deploy(keep: bool) -> int:
+    session = read_session()
+    if session and group_alive(session["pgid"]):
+        say(f"a kept deployment is running (moto on {session['endpoint']}); run `make destroy-local` first")
+        return 1
+    shutil.rmtree(WORKDIR, ignore_errors=True)
+    logs = WORKDIR / "logs"
+    started = time.monotonic()
+    moto: MotoServer | None = None
+    keep_running = False
+    try:
+        with terminate_on_sigterm():
+            say("synth: python main.py into .cache/deploy-local/cdktf.out ...")
+            t0 = time.monotonic()
+            stack_dir = synthesize(WORKDIR / "cdktf.out", logs / "00-synth.log")
+            say(f"synth: done in {time.monotonic() - t0:.1f} s ({stack_dir.relative_to(ROOT)})")
+            stack = json.loads((stack_dir / "cdk.tf.json").read_text())
+            moto = MotoServer(
+                logs / "moto_server.log",
+                recording_path=WORKDIR / "moto-requests.jsonl",
+                ecs_running_tasks=emulator.ecs_running_tasks(stack),
+            )
+            moto.start()
+            say(f"moto_server: listening on {moto.url} (log {moto.log_path.relative_to(ROOT)})")
+            deployment = LocalDeployment(stack_dir, moto.url, logs, say)
+            deployment.init()
+            deployment.apply()
+            for name, value in sorted(deployment.outputs().items()):
+                say(f"output {name} = {json.dumps(value)}")
+            check_second_plan(deployment.second_plan(), say)
+            if keep:
+                assert moto.process is not None
+                SESSION_FILE.write_text(
+                    json.dumps({"pgid": moto.process.pid, "endpoint": moto.url, "stack_dir": str(stack_dir)})
+                )
+                keep_running = True
+                say(f"kept: moto_server pid {moto.process.pid} on {moto.url}; try")
+                say(f"  AWS_ENDPOINT_URL={moto.url} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \\")
+                say("  AWS_DEFAULT_REGION=eu-west-1 aws ecs list-clusters")
+                say("then `make destroy-local` destroys the stack and stops moto_server")
+            else:
+                deployment.destroy()
+                left = deployment.state_addresses()
+                if left:
+                    raise DeployStepError("destroy", f"state still holds {left}")
+                say("destroy: state empty")
+    except DeployStepError as error:
+        say(f"FAILED {error}")
+        return 1
+    except (KeyboardInterrupt, SystemExit):
+        say("interrupted: stopping terraform and moto_server")
+        raise
+    finally:
+        if moto is not None and not keep_running:
+            moto.stop()
+            say("moto_server: stopped")
+    say(f"ok in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+def destroy() -> int:
+    session = read_session()
+    if session is None:
+        say("nothing to destroy: no kept deployment (.cache/deploy-local/session.json)")
+        return 0
+    pgid = int(session["pgid"])
+    try:
+        with terminate_on_sigterm():
+            if not group_alive(pgid):
+                say("moto_server of the kept deployment is gone, and its resources with it; cleaning up")
+                return 0
+            deployment = LocalDeployment(Path(session["stack_dir"]), session["endpoint"], WORKDIR / "logs", say)
+            deployment.destroy()
+            say("destroy: done")
+            return 0
+    except DeployStepError as error:
+        say(f"FAILED {error}")
+        return 1
+    finally:
+        _kill_group(pgid)
+        SESSION_FILE.unlink(missing_ok=True)
+        say("moto_server: stopped")
+
+
+def _kill_group(pgid: int) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        for _ in range(50):
+            if not group_alive(pgid):
+                return
+            time.sleep(0.1)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    deploy_parser = sub.add_parser("deploy", help="apply the dev stack to moto, check the second plan")
+    deploy_parser.add_argument("--keep", action="store_true", help="keep the deployment and moto_server running")
+    sub.add_parser("destroy", help="destroy a kept deployment and stop its moto_server")
+    args = parser.parse_args()
+    if args.command == "deploy":
+        return deploy(args.keep)
+    return destroy()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""A moto_server on a free loopback port, in its own process group, stopped for sure.
+
+Only ever binds 127.0.0.1. Every request it serves is recorded (moto's recorder) into a JSON-lines file, so tests
+can check what Terraform actually sent for the attributes moto accepts but does not keep.
+
+`python -m tools.moto_server -H 127.0.0.1 -p PORT` is moto's own server with MOTO_PATCHES applied: operations the
+stack calls that moto 5.2 does not implement at all (each listed with the reason, see docs/deploy.md). Attributes
+moto accepts but does not keep are not patched: they are documented gaps (tools/emulator.py KNOWN_GAPS).
+
+    with MotoServer(log_path, recording_path) as moto:
+        moto.url  # http://127.0.0.1:<port>
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import requests
+
+HOST = "127.0.0.1"
+ROOT = Path(__file__).resolve().parent.parent
+
+# operation -> why it is patched. Each patch implements the documented AWS behaviour, nothing more.
+MOTO_PATCHES = {
+    "efs:PutBackupPolicy": (
+        "moto 5.2 implements DescribeBackupPolicy but not PutBackupPolicy: the PUT on "
+        "/2015-02-01/file-systems/<id>/backup-policy answers 500, the provider retries until its timeout, so "
+        "aws_efs_backup_policy can never be created; the patch stores the status and DescribeBackupPolicy returns it"
+    ),
+}
+
+
+def apply_patches() -> None:
+    """Add the operations in MOTO_PATCHES to moto (in this process only)."""
+    from moto.efs import models as efs_models
+    from moto.efs.responses import EFSResponse
+
+    def backup_policy(self: Any) -> dict[str, str] | None:
+        status = getattr(self, "_backup_status", None)
+        if status is not None:
+            return {"Status": status}
+        return {"Status": "ENABLED"} if self._backup else None
+
+    def put_backup_policy(self: Any) -> tuple[str, dict[str, Any]]:
+        file_system_id = self._get_param("FileSystemId")
+        status = self._get_param("BackupPolicy")["Status"]
+        _, found = self.efs_backend.describe_file_systems(file_system_id=file_system_id)
+        found[0]._backup_status = status
+        return json.dumps({"BackupPolicy": {"Status": status}}), {"Content-Type": "application/json"}
+
+    efs_models.FileSystem.backup_policy = property(backup_policy)  # type: ignore[assignment]
+    EFSResponse.put_backup_policy = put_backup_policy  # type: ignore[attr-defined]
+
+
+class MotoStartError(RuntimeError):
+    """moto_server did not come up; the message names its log."""
+
+
+def free_port() -> int:
+    """A port nothing listens on right now (the kernel's pick on loopback)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def stop_group(process: "subprocess.Popen[Any]", grace: float = 10.0) -> None:
+    """SIGTERM the process group `process` leads, then SIGKILL what is left after `grace` seconds."""
+    if process.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class MotoServer:
+    """moto_server on 127.0.0.1:<free port>; `start()`/`stop()` or a context manager."""
+
+    def __init__(
+        self,
+        log_path: Path,
+        recording_path: Path | None = None,
+        ecs_running_tasks: int = 0,
+        startup_timeout: float = 60.0,
+    ) -> None:
+        """`ecs_running_tasks`: the running count moto reports for every ECS service (MOTO_ECS_SERVICE_RUNNING);
+        the stack's desired count, so that services waiting for a steady state reach it."""
+        self.log_path = log_path
+        self.ecs_running_tasks = ecs_running_tasks
+        self.recording_path = recording_path
+        self.startup_timeout = startup_timeout
+        self.port = 0
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def start(self) -> "MotoServer":
+        """Start and wait until it answers. It runs in its own session: it outlives this process unless stopped."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(
+            AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing",
+            MOTO_ECS_SERVICE_RUNNING=str(self.ecs_running_tasks),
+            PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
+        )
+        if self.recording_path is not None:
+            self.recording_path.parent.mkdir(parents=True, exist_ok=True)
+            self.recording_path.write_text("")
+            env.update(MOTO_ENABLE_RECORDING="true", MOTO_RECORDER_FILEPATH=str(self.recording_path))
+        last_error = ""
+        for _attempt in range(3):  # the port may be taken between free_port() and bind
+            self.port = free_port()
+            with self.log_path.open("ab") as log:
+                self.process = subprocess.Popen(
+                    [sys.executable, "-m", "tools.moto_server", "-H", HOST, "-p", str(self.port)],
+                    cwd=ROOT,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,  # own process group: stop() kills it and nothing else
+                    close_fds=True,
+                )
+            try:
+                self._wait_ready()
+                return self
+            except MotoStartError as error:
+                last_error = str(error)
+                self.stop()
+        raise MotoStartError(last_error)
+
+    def _wait_ready(self) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise MotoStartError(f"moto_server exited with {self.process.returncode}; see {self.log_path}")
+            try:
+                with requests.Session() as session:
+                    session.trust_env = False  # never through a proxy
+                    # a GET here has no effect (only POST changes moto's auth settings): a cheap liveness probe
+                    if session.get(f"{self.url}/moto-api/reset-auth", timeout=2).status_code < 500:
+                        return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise MotoStartError(
+            f"moto_server not ready on {self.url} after {self.startup_timeout:.0f} s; see {self.log_path}"
+        )
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_group(self.process)
+            self.process = None
+
+    def recorded_requests(self) -> list[dict[str, Any]]:
+        """The requests moto served so far (moto's recorder format: method, url, headers, body)."""
+        if self.recording_path is None or not self.recording_path.is_file():
+            return []
+        return [json.loads(line) for line in self.recording_path.read_text().splitlines() if line.strip()]
+
+    def __enter__(self) -> "MotoServer":
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def main(argv: list[str]) -> None:
+    """moto_server with MOTO_PATCHES; refuses any host but loopback."""
+    if "-H" not in argv or argv[argv.index("-H") + 1] != HOST:
+        sys.exit(f"tools.moto_server: bind {HOST} only: pass -H {HOST}")
+    from moto.server import main as moto_main
+
+    apply_patches()
+    moto_main(argv)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
