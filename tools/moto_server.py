@@ -34,6 +34,12 @@ MOTO_PATCHES = {
         "/2015-02-01/file-systems/<id>/backup-policy answers 500, the provider retries until its timeout, so "
         "aws_efs_backup_policy can never be created; the patch stores the status and DescribeBackupPolicy returns it"
     ),
+    "application-autoscaling:ListTagsForResource/TagResource/UntagResource": (
+        "moto 5.2 raises NotImplementedError (HTTP 500) for ListTagsForResource and ignores the Tags of "
+        "RegisterScalableTarget; the provider reads a scalable target's tags after creating it (the stack's "
+        "default_tags make every target tagged) and retries the 500 until its timeout, so aws_appautoscaling_target "
+        "never finishes; the patch keeps the tags by target ARN"
+    ),
 }
 
 
@@ -57,6 +63,34 @@ def apply_patches() -> None:
 
     efs_models.FileSystem.backup_policy = property(backup_policy)  # type: ignore[assignment]
     EFSResponse.put_backup_policy = put_backup_policy  # type: ignore[attr-defined]
+
+    from moto.applicationautoscaling.responses import ApplicationAutoScalingResponse
+
+    tags: dict[str, dict[str, str]] = {}  # scalable target ARN -> tags (one moto process, one account and region)
+    register = ApplicationAutoScalingResponse.register_scalable_target
+
+    def register_scalable_target(self: Any) -> str:
+        body: str = register(self)
+        arn = json.loads(body)["ScalableTargetARN"]
+        tags.setdefault(arn, {}).update(self._get_param("Tags") or {})
+        return body
+
+    def list_tags_for_resource(self: Any) -> str:
+        return json.dumps({"Tags": tags.get(self._get_param("ResourceARN"), {})})
+
+    def tag_resource(self: Any) -> str:
+        tags.setdefault(self._get_param("ResourceARN"), {}).update(self._get_param("Tags") or {})
+        return "{}"
+
+    def untag_resource(self: Any) -> str:
+        for key in self._get_param("TagKeys") or []:
+            tags.get(self._get_param("ResourceARN"), {}).pop(key, None)
+        return "{}"
+
+    ApplicationAutoScalingResponse.register_scalable_target = register_scalable_target  # type: ignore[method-assign]
+    ApplicationAutoScalingResponse.list_tags_for_resource = list_tags_for_resource  # type: ignore[attr-defined]
+    ApplicationAutoScalingResponse.tag_resource = tag_resource  # type: ignore[attr-defined]
+    ApplicationAutoScalingResponse.untag_resource = untag_resource  # type: ignore[attr-defined]
 
 
 class MotoStartError(RuntimeError):

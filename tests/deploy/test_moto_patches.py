@@ -1,0 +1,100 @@
+"""The emulator's moto_server: loopback only, stopped with its process group, and the operations it patches in."""
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from tools.moto_server import HOST, MOTO_PATCHES, MotoServer, group_alive
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    work = tmp_path_factory.mktemp("moto")
+    server = MotoServer(work / "moto.log", work / "requests.jsonl", ecs_running_tasks=1)
+    saved = os.environ.get("NO_PROXY")
+    os.environ["NO_PROXY"] = HOST
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+        if saved is None:
+            os.environ.pop("NO_PROXY", None)
+        else:
+            os.environ["NO_PROXY"] = saved
+
+
+def client(moto: MotoServer, service: str) -> Any:
+    return boto3.client(
+        service,
+        endpoint_url=moto.url,
+        region_name="eu-west-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def test_listens_on_loopback_only(moto: MotoServer) -> None:
+    assert moto.url.startswith(f"http://{HOST}:")
+    result = subprocess.run(
+        [sys.executable, "-m", "tools.moto_server", "-H", "0.0.0.0", "-p", "1"],
+        cwd=Path(__file__).resolve().parent.parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode != 0 and "127.0.0.1 only" in result.stderr
+
+
+def test_every_patch_says_why() -> None:
+    assert all(len(reason) > 80 for reason in MOTO_PATCHES.values())
+
+
+def test_efs_backup_policy_can_be_put_and_read_back(moto: MotoServer) -> None:
+    efs = client(moto, "efs")
+    fs_id = efs.create_file_system(CreationToken="patch-test", Encrypted=True)["FileSystemId"]
+    efs.put_backup_policy(FileSystemId=fs_id, BackupPolicy={"Status": "DISABLED"})
+    assert efs.describe_backup_policy(FileSystemId=fs_id)["BackupPolicy"] == {"Status": "DISABLED"}
+    efs.put_backup_policy(FileSystemId=fs_id, BackupPolicy={"Status": "ENABLED"})
+    assert efs.describe_backup_policy(FileSystemId=fs_id)["BackupPolicy"] == {"Status": "ENABLED"}
+
+
+def test_scalable_target_tags_are_kept(moto: MotoServer) -> None:
+    ecs = client(moto, "ecs")
+    ecs.create_cluster(clusterName="c")
+    ecs.register_task_definition(family="t", containerDefinitions=[{"name": "a", "image": "a", "memory": 128}])
+    ecs.create_service(cluster="c", serviceName="s", taskDefinition="t", desiredCount=1)
+    scaling = client(moto, "application-autoscaling")
+    arn = scaling.register_scalable_target(
+        ServiceNamespace="ecs",
+        ResourceId="service/c/s",
+        ScalableDimension="ecs:service:DesiredCount",
+        MinCapacity=1,
+        MaxCapacity=2,
+        Tags={"project": "recsys-fargate"},
+    )["ScalableTargetARN"]
+    assert scaling.list_tags_for_resource(ResourceARN=arn)["Tags"] == {"project": "recsys-fargate"}
+    scaling.tag_resource(ResourceARN=arn, Tags={"environment": "dev"})
+    scaling.untag_resource(ResourceARN=arn, TagKeys=["project"])
+    assert scaling.list_tags_for_resource(ResourceARN=arn)["Tags"] == {"environment": "dev"}
+
+
+def test_requests_are_recorded(moto: MotoServer) -> None:
+    client(moto, "sts").get_caller_identity()
+    assert any("GetCallerIdentity" in (r.get("body") or "") or r["body_encoded"] for r in moto.recorded_requests())
+
+
+def test_stop_ends_the_process_group(tmp_path: Path) -> None:
+    server = MotoServer(tmp_path / "moto.log").start()
+    assert server.process is not None
+    pgid = server.process.pid
+    server.stop()
+    assert not group_alive(pgid)
