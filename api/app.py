@@ -31,7 +31,8 @@ REQUEST_ID_PATTERN = re.compile(r"[\x21-\x7e]{1,200}")
 def create_app(config: ApiConfig | None = None) -> Flask:
     config = config or ApiConfig.from_env()
     configure_logging()
-    recommender = Recommender(load_model(config.model_dir), config.ann_min_items)
+    # Loaded before uWSGI forks: the in-memory ANN index is shared copy-on-write by the workers.
+    recommender = Recommender(load_model(config.model_dir, index_in_memory=True), config.ann_min_items)
     logging.getLogger(APP_LOGGER).info(
         "model %s loaded from %s",
         recommender.version,

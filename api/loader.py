@@ -39,7 +39,8 @@ class LoadedModel:
     ann_index: Any = None
 
 
-def load_model(root: Path) -> LoadedModel:
+def load_model(root: Path, *, index_in_memory: bool = False) -> LoadedModel:
+    """`index_in_memory`: read the ANN index into memory (the master, before fork) instead of memory-mapping it."""
     version_dir = _resolve_current(root)
     manifest = _read_manifest(version_dir / MANIFEST_NAME)
     layout = expected_layout(
@@ -51,13 +52,13 @@ def load_model(root: Path) -> LoadedModel:
     loaded = {name: _load_array(version_dir, name, manifest, layout[name]) for name in ARRAY_NAMES}
     arrays = ModelArrays(**loaded)
     _check_consistency(version_dir, arrays)
-    ann_index = _load_index(version_dir, manifest, len(arrays.item_ids))
+    ann_index = _load_index(version_dir, manifest, len(arrays.item_ids), index_in_memory)
     return LoadedModel(
         version=manifest["version"], path=version_dir, manifest=manifest, arrays=arrays, ann_index=ann_index
     )
 
 
-def _load_index(version_dir: Path, manifest: dict[str, Any], items: int) -> Any:
+def _load_index(version_dir: Path, manifest: dict[str, Any], items: int, in_memory: bool) -> Any:
     entry = manifest.get("ann")
     if entry is None:
         return None
@@ -73,7 +74,7 @@ def _load_index(version_dir: Path, manifest: dict[str, Any], items: int) -> Any:
             f"checksum mismatch (manifest {entry.get('sha256')}, file {actual_sha}); the file is corrupt, republish",
         )
     try:
-        index = ann.read(path, int(entry["nprobe"]))
+        index = ann.read(path, int(entry["nprobe"]), in_memory=in_memory)
     except (RuntimeError, KeyError, ValueError) as error:
         raise ModelLoadError(path, f"not a readable faiss index ({error}); republish the version") from None
     if index.ntotal != items:

@@ -8,8 +8,10 @@ ERROR record and the old model keeps serving; it is not retried until the pointe
 
 Why not a uWSGI chain reload with lazy-apps: every worker would load its own copy of anything not memory-mapped,
 workers forked from the master would no longer share pages copy-on-write, and a corrupt version would leave the
-chain respawning a worker that cannot start. Here everything stays memory-mapped (the page cache is shared by all
-workers and versions), and a worker forked later (max-requests recycling) catches up before it accepts a request.
+chain respawning a worker that cannot start. Here the arrays and the ANN index of a swapped-in version are
+memory-mapped (page cache shared by all workers), and a worker forked later (max-requests recycling) catches up
+before it accepts a request. Cost: a memory-mapped ANN index searches slower than the in-memory one the master
+loaded (api/ann.py), until the next deployment or restart loads the new version in the master.
 """
 
 import logging

@@ -23,6 +23,7 @@ class StepResult:
     errors: int
     p50_ms: float
     p99_ms: float
+    p999_ms: float
 
 
 class _Connections:
@@ -103,6 +104,7 @@ async def _run_step(
         errors=errors + sum(1 for task in tasks if not task.done()),
         p50_ms=float(np.percentile(values, 50)),
         p99_ms=float(np.percentile(values, 99)),
+        p999_ms=float(np.percentile(values, 99.9)),
     )
 
 
