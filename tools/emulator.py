@@ -106,7 +106,10 @@ def override_document(url: str) -> dict[str, Any]:
                     "secret_key": FAKE_SECRET_KEY,
                     "skip_credentials_validation": True,
                     "skip_metadata_api_check": True,
-                    "skip_requesting_account_id": True,
+                    # Not skip_requesting_account_id: moto answers sts:GetCallerIdentity, and without the account id
+                    # the provider writes referenced_security_group_id of security group rules as
+                    # "<account>/<sg-id>" (it compares the rule's UserId with an empty account id), which the next
+                    # plan shows as a change.
                     "skip_region_validation": True,
                     "s3_use_path_style": True,
                     "endpoints": [{service: url for service in ENDPOINT_SERVICES}],
@@ -135,6 +138,21 @@ KNOWN_GAPS: dict[str, dict[str, str]] = {
         "availability_zone_rebalancing": (
             "CreateService drops availabilityZoneRebalancing (not a Service attribute in moto); the provider reads "
             "an empty value and plans the configured one again"
+        ),
+        "enable_ecs_managed_tags": (
+            "CreateService drops enableECSManagedTags (not a Service attribute in moto); DescribeServices has "
+            "none and the provider reads false"
+        ),
+        "health_check_grace_period_seconds": (
+            "CreateService drops healthCheckGracePeriodSeconds (not a Service attribute in moto); DescribeServices "
+            "has none and the provider reads 0"
+        ),
+    },
+    "aws_vpc_security_group_*gress_rule.*": {
+        "description": (
+            "for a rule that references a security group, moto keeps the description in the rule's source_group "
+            "but SecurityRule.description (moto/ec2/models/security_groups.py) reads only ip_range['Description'], "
+            "so DescribeSecurityGroupRules returns no Description (rules with a CIDR keep theirs)"
         ),
     },
 }

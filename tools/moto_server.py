@@ -34,6 +34,11 @@ MOTO_PATCHES = {
         "/2015-02-01/file-systems/<id>/backup-policy answers 500, the provider retries until its timeout, so "
         "aws_efs_backup_policy can never be created; the patch stores the status and DescribeBackupPolicy returns it"
     ),
+    "efs:DeleteFileSystemPolicy": (
+        "moto 5.2 implements Put/DescribeFileSystemPolicy but not DeleteFileSystemPolicy: the DELETE on "
+        "/2015-02-01/file-systems/<id>/policy answers 500 and the provider retries until its timeout, so destroying "
+        "aws_efs_file_system_policy hangs; the patch removes the policy"
+    ),
     "application-autoscaling:ListTagsForResource/TagResource/UntagResource": (
         "moto 5.2 raises NotImplementedError (HTTP 500) for ListTagsForResource and ignores the Tags of "
         "RegisterScalableTarget; the provider reads a scalable target's tags after creating it (the stack's "
@@ -61,8 +66,15 @@ def apply_patches() -> None:
         found[0]._backup_status = status
         return json.dumps({"BackupPolicy": {"Status": status}}), {"Content-Type": "application/json"}
 
+    def delete_file_system_policy(self: Any) -> tuple[str, dict[str, Any]]:
+        file_system_id = self._get_param("FileSystemId")
+        _, found = self.efs_backend.describe_file_systems(file_system_id=file_system_id)
+        found[0].file_system_policy = None
+        return "", {"status": 200}
+
     efs_models.FileSystem.backup_policy = property(backup_policy)  # type: ignore[assignment]
     EFSResponse.put_backup_policy = put_backup_policy  # type: ignore[attr-defined]
+    EFSResponse.delete_file_system_policy = delete_file_system_policy  # type: ignore[attr-defined]
 
     from moto.applicationautoscaling.responses import ApplicationAutoScalingResponse
 

@@ -43,11 +43,11 @@ def test_override_has_fake_credentials_skips_and_only_the_given_endpoint(tmp_pat
     for flag in (
         "skip_credentials_validation",
         "skip_metadata_api_check",
-        "skip_requesting_account_id",
         "skip_region_validation",
         "s3_use_path_style",
     ):
         assert aws[flag] is True
+    assert "skip_requesting_account_id" not in aws  # see override_document
     assert set(aws["endpoints"][0].values()) == {"http://127.0.0.1:5555"}
     assert set(aws["endpoints"][0]) == set(emulator.ENDPOINT_SERVICES)
 

@@ -67,6 +67,17 @@ def test_efs_backup_policy_can_be_put_and_read_back(moto: MotoServer) -> None:
     assert efs.describe_backup_policy(FileSystemId=fs_id)["BackupPolicy"] == {"Status": "ENABLED"}
 
 
+def test_efs_file_system_policy_can_be_deleted(moto: MotoServer) -> None:
+    efs = client(moto, "efs")
+    fs_id = efs.create_file_system(CreationToken="policy-test", Encrypted=True)["FileSystemId"]
+    policy = '{"Version": "2012-10-17", "Statement": []}'
+    efs.put_file_system_policy(FileSystemId=fs_id, Policy=policy)
+    assert efs.describe_file_system_policy(FileSystemId=fs_id)["Policy"]
+    efs.delete_file_system_policy(FileSystemId=fs_id)
+    with pytest.raises(efs.exceptions.PolicyNotFound):
+        efs.describe_file_system_policy(FileSystemId=fs_id)
+
+
 def test_scalable_target_tags_are_kept(moto: MotoServer) -> None:
     ecs = client(moto, "ecs")
     ecs.create_cluster(clusterName="c")
