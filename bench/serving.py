@@ -1,7 +1,8 @@
 """`make bench`: open-loop load against real uWSGI on loopback with 100k- and 1M-item models.
 
 For each model (synthetic clustered factors with an IVF ANN index, cached in bench/results/models): start uWSGI
-(2 workers), warm up, find the maximum recommendation throughput with a rising open-loop ramp, then sweep 25 %-120 %
+(2 workers), warm up, find the maximum sustained recommendation throughput (the highest step of a rising open-loop
+ramp with achieved >= 90 % of offered and p99 <= 100 ms), then sweep 25 %-120 %
 of it (achieved vs offered req/s, p50/p99/p99.9 from the scheduled send time, errors) and measure `/health/live`'s
 maximum in the same run. User ids are Zipf-distributed over the known users, 10 % are unknown. With the 1M-item
 model, uWSGI is also started with 1, 2 and 4 workers for start-to-ready time and the PSS of the master and of every
@@ -66,14 +67,18 @@ def start_uwsgi(models: Path, port: int, workers: int, log: Path) -> tuple[subpr
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    while time.monotonic() - started < 60:
-        if process.poll() is not None:
-            raise SystemExit(f"uWSGI exited {process.returncode}; see {log}")
-        try:
-            if requests.get(f"http://127.0.0.1:{port}{READINESS_PATH}", timeout=1).status_code == 200:
-                return process, time.monotonic() - started
-        except requests.ConnectionError:
-            time.sleep(0.02)
+    try:
+        while time.monotonic() - started < 60:
+            if process.poll() is not None:
+                raise SystemExit(f"uWSGI exited {process.returncode}; see {log}")
+            try:
+                if requests.get(f"http://127.0.0.1:{port}{READINESS_PATH}", timeout=0.5).status_code == 200:
+                    return process, time.monotonic() - started
+            except requests.RequestException:  # refused before the router binds; no answer before the workers exist
+                time.sleep(0.02)
+    except BaseException:
+        stop(process)
+        raise
     stop(process)
     raise SystemExit(f"uWSGI not ready after 60 s; see {log}")
 
@@ -128,7 +133,13 @@ def find_max(port: int, paths: list[str], start_rate: float, seconds: float, max
             break
         time.sleep(PAUSE_SECONDS)
         rate *= RATE_GROWTH
-    return {"max_rps": max(step.achieved_rps for step in steps), "ramp": [asdict(step) for step in steps]}
+    sustained = [step.achieved_rps for step in steps if not saturated(step)]
+    return {
+        # The highest rate served without saturating (achieved >= 90 % of offered, p99 <= P99_LIMIT_MS, < 1 % errors).
+        "max_rps": max(sustained) if sustained else steps[0].achieved_rps,
+        "peak_achieved_rps": max(step.achieved_rps for step in steps),
+        "ramp": [asdict(step) for step in steps],
+    }
 
 
 def sweep(port: int, paths: list[str], max_rps: float, seconds: float) -> list[dict[str, Any]]:
