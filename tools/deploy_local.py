@@ -307,7 +307,9 @@ def destroy() -> int:
             if not group_alive(pgid):
                 say("moto_server of the kept deployment is gone, and its resources with it; cleaning up")
                 return 0
-            deployment = LocalDeployment(Path(session["stack_dir"]), session["endpoint"], WORKDIR / "logs", say)
+            deployment = LocalDeployment(
+                Path(session["stack_dir"]), session["endpoint"], WORKDIR / "logs" / "destroy", say
+            )
             deployment.destroy()
             say("destroy: done")
             return 0
