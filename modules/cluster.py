@@ -60,5 +60,6 @@ class Cluster(Construct):
                 )
             ),
         )
-        self.name = props.name
+        # References (not the plain name) so that whatever names the cluster is created after it.
+        self.name = self.cluster.name
         self.arn = self.cluster.arn

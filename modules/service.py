@@ -103,4 +103,5 @@ class AppService(Construct):
                 }
             ],
         )
-        self.name = props.name
+        # A reference, so that the scaling target that names the service is registered after it exists.
+        self.name = self.service.name

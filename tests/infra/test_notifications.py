@@ -29,9 +29,10 @@ def test_failed_deployments_impaired_services_and_crashed_tasks_are_reported(dev
     deployment = rules["recsys-dev-deployment-failed"]
     assert deployment["detail-type"] == ["ECS Deployment State Change"]
     assert deployment["detail"] == {"eventName": ["SERVICE_DEPLOYMENT_FAILED"]}
+    cluster = ref(dev, "aws_ecs_cluster", "cluster", "name")
     assert deployment["resources"] == [
         "arn:${data.aws_partition.partition.partition}:ecs:eu-west-1:"
-        "${data.aws_caller_identity.identity.account_id}:service/recsys-dev/recsys-dev-api"
+        f"${{data.aws_caller_identity.identity.account_id}}:service/{cluster}/recsys-dev-api"
     ]
     impaired = rules["recsys-dev-service-impaired"]
     assert impaired["detail-type"] == ["ECS Service Action"]

@@ -119,3 +119,10 @@ def test_stack_outputs_what_operators_need(prod: Synth) -> None:
         "notification_topic_arn",
     }
     assert prod["output"]["service_url"]["value"] == f"https://{ref(prod, 'aws_lb', 'alb', 'dns_name')}"
+
+
+def test_scaling_target_is_registered_after_the_service_exists(dev: Synth) -> None:
+    target = only(dev, "aws_appautoscaling_target")
+    service = ref(dev, "aws_ecs_service", "service", "name")
+    cluster = ref(dev, "aws_ecs_cluster", "cluster", "name")
+    assert target["resource_id"] == f"service/{cluster}/{service}"
