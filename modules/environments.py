@@ -4,7 +4,7 @@ Edit these values for your account (alert e-mails, certificate, ingress ranges, 
 the commit the images were built from and come from the caller (see main.py).
 """
 
-from modules.config import EnvironmentConfig
+from modules.config import EnvironmentConfig, StateBackend
 
 
 def environments(image_tag: str) -> tuple[EnvironmentConfig, ...]:
@@ -42,5 +42,9 @@ def environments(image_tag: str) -> tuple[EnvironmentConfig, ...]:
             certificate_arn="arn:aws:acm:eu-west-1:123456789012:certificate/00000000-0000-4000-8000-000000000000",
             efs_backup=True,
             deletion_protection=True,
+            # Replace with your versioned state bucket: CI plans and deploys need state that outlives the runner.
+            state_backend=StateBackend(
+                bucket="recsys-terraform-state-123456789012", key="recsys/prod/terraform.tfstate", region="eu-west-1"
+            ),
         ),
     )
