@@ -65,14 +65,7 @@ def _load_index(version_dir: Path, manifest: dict[str, Any], items: int, in_memo
     path = version_dir / str(entry.get("file", ann.INDEX_FILE))
     if entry.get("kind") != ann.INDEX_KIND:
         raise ModelLoadError(path, f"index kind {entry.get('kind')!r} is not {ann.INDEX_KIND!r}; retrain")
-    if not path.is_file():
-        raise ModelLoadError(path, "missing; the version directory is incomplete, republish it")
-    actual_sha = sha256_of(path)
-    if actual_sha != entry.get("sha256"):
-        raise ModelLoadError(
-            path,
-            f"checksum mismatch (manifest {entry.get('sha256')}, file {actual_sha}); the file is corrupt, republish",
-        )
+    _check_file(path, entry.get("sha256"))
     try:
         index = ann.read(path, int(entry["nprobe"]), in_memory=in_memory)
     except (RuntimeError, KeyError, ValueError) as error:
@@ -118,14 +111,7 @@ def _load_array(
     entry = manifest["files"].get(filename)
     if entry is None:
         raise ModelLoadError(path, f"not listed in {MANIFEST_NAME}; retrain with this release's trainer")
-    if not path.is_file():
-        raise ModelLoadError(path, "missing; the version directory is incomplete, republish it")
-    actual_sha = sha256_of(path)
-    if actual_sha != entry.get("sha256"):
-        raise ModelLoadError(
-            path,
-            f"checksum mismatch (manifest {entry.get('sha256')}, file {actual_sha}); the file is corrupt, republish",
-        )
+    _check_file(path, entry.get("sha256"))
     try:
         array: np.ndarray[Any, Any] = np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as error:
@@ -152,3 +138,13 @@ def _check_consistency(version_dir: Path, arrays: ModelArrays) -> None:
         values = getattr(arrays, name)
         if len(values) and (int(values.min()) < 0 or int(values.max()) >= items):
             raise ModelLoadError(version_dir / array_file(name), f"item index outside 0..{items - 1}; retrain")
+
+
+def _check_file(path: Path, expected_sha: object) -> None:
+    if not path.is_file():
+        raise ModelLoadError(path, "missing; the version directory is incomplete, republish it")
+    actual_sha = sha256_of(path)
+    if actual_sha != expected_sha:
+        raise ModelLoadError(
+            path, f"checksum mismatch (manifest {expected_sha}, file {actual_sha}); the file is corrupt, republish"
+        )

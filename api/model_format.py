@@ -46,6 +46,33 @@ class ModelArrays:
 ARRAY_NAMES: tuple[str, ...] = tuple(field.name for field in fields(ModelArrays))
 
 
+def assemble_arrays(
+    *,
+    user_factors: NDArray[np.float32],
+    item_factors: NDArray[np.float32],
+    popularity: NDArray[np.floating[Any]] | NDArray[np.integer[Any]],
+    seen_indptr: NDArray[np.integer[Any]],
+    seen_indices: NDArray[np.integer[Any]],
+    user_ids: NDArray[np.bytes_],
+    item_ids: NDArray[np.bytes_],
+) -> ModelArrays:
+    """The model's arrays from factors, per-item popularity and seen items; derived arrays are computed here once."""
+    ranking = np.argsort(-popularity, kind="stable")
+    gramian = item_factors.T.astype(np.float64) @ item_factors.astype(np.float64)
+    return ModelArrays(
+        user_factors=user_factors,
+        item_factors=item_factors,
+        item_norms=np.linalg.norm(item_factors, axis=1).astype(np.float32),
+        item_gramian=gramian.astype(np.float32),
+        popular_items=ranking.astype(np.int32),
+        popular_scores=(popularity[ranking] / max(float(popularity.max()), 1e-12)).astype(np.float32),
+        seen_indptr=seen_indptr.astype(np.int64),
+        seen_indices=seen_indices.astype(np.int32),
+        user_ids=user_ids,
+        item_ids=item_ids,
+    )
+
+
 def array_file(name: str) -> str:
     return f"{name}.npy"
 

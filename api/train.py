@@ -20,7 +20,7 @@ from threadpoolctl import threadpool_limits
 from api import ann
 from api.evaluation import K, ScoreRows, evaluable_users, new_items_only, ranking_scores
 from api.interactions import DEFAULT_EVENT_WEIGHTS, Interactions, InteractionsError, read_interactions
-from api.model_format import ModelArrays, publish_model
+from api.model_format import ModelArrays, assemble_arrays, publish_model
 
 MAX_EVALUATED_USERS = 5_000
 
@@ -167,18 +167,12 @@ def _fit(matrix: sp.csr_matrix, parameters: AlsParameters) -> tuple[NDArray[np.f
 def _arrays(
     data: Interactions, matrix: sp.csr_matrix, user_factors: NDArray[np.float32], item_factors: NDArray[np.float32]
 ) -> ModelArrays:
-    counts = np.diff(matrix.tocsc().indptr)
-    ranking = np.argsort(-counts, kind="stable")
-    gramian = item_factors.T.astype(np.float64) @ item_factors.astype(np.float64)
-    return ModelArrays(
+    return assemble_arrays(
         user_factors=user_factors,
         item_factors=item_factors,
-        item_norms=np.linalg.norm(item_factors, axis=1).astype(np.float32),
-        item_gramian=gramian.astype(np.float32),
-        popular_items=ranking.astype(np.int32),
-        popular_scores=(counts[ranking] / max(int(counts.max()), 1)).astype(np.float32),
-        seen_indptr=matrix.indptr.astype(np.int64),
-        seen_indices=matrix.indices.astype(np.int32),
+        popularity=np.diff(matrix.tocsc().indptr),
+        seen_indptr=matrix.indptr,
+        seen_indices=matrix.indices,
         user_ids=data.user_ids,
         item_ids=data.item_ids,
     )

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from api.model_format import CURRENT_POINTER, MANIFEST_NAME, ModelArrays, publish_model
+from api.model_format import CURRENT_POINTER, MANIFEST_NAME, ModelArrays, assemble_arrays, publish_model
 from api.synthetic import item_id, user_id
 from api.train import build_ann
 
@@ -39,17 +39,12 @@ def synthetic_arrays(items: int, users: int, factors: int = 64, seed: int = 0) -
     user_factors = vectors(users)
     seen = np.sort(rng.integers(0, items, (users, SEEN_PER_USER)), axis=1)
     popularity = rng.permutation(1.0 / np.arange(1, items + 1) ** 0.9)
-    ranking = np.argsort(-popularity, kind="stable")
-    gramian = item_factors.T.astype(np.float64) @ item_factors.astype(np.float64)
-    return ModelArrays(
+    return assemble_arrays(
         user_factors=user_factors,
         item_factors=item_factors,
-        item_norms=np.linalg.norm(item_factors, axis=1).astype(np.float32),
-        item_gramian=gramian.astype(np.float32),
-        popular_items=ranking.astype(np.int32),
-        popular_scores=(popularity[ranking] / popularity.max()).astype(np.float32),
-        seen_indptr=np.arange(0, users * SEEN_PER_USER + 1, SEEN_PER_USER, dtype=np.int64),
-        seen_indices=seen.reshape(-1).astype(np.int32),
+        popularity=popularity,
+        seen_indptr=np.arange(0, users * SEEN_PER_USER + 1, SEEN_PER_USER),
+        seen_indices=seen.reshape(-1),
         user_ids=_fixed_width_ids("u", users),
         item_ids=_fixed_width_ids("i", items),
     )
