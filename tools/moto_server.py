@@ -105,6 +105,24 @@ def apply_patches() -> None:
     ApplicationAutoScalingResponse.untag_resource = untag_resource  # type: ignore[attr-defined]
 
 
+# Fault injection for tests, not a gap fix: while the file this variable names exists, UpdateService keeps the
+# service on its current task definition, which is what ECS shows after the circuit breaker rolled a deployment back.
+ECS_ROLLBACK_FLAG_ENV = "RECSYS_MOTO_ECS_ROLLBACK_FLAG"
+
+
+def inject_ecs_rollback(flag: Path) -> None:
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    update = EC2ContainerServiceBackend.update_service
+
+    def update_service(self: Any, service_properties: dict[str, Any]) -> Any:
+        if flag.exists():
+            service_properties.pop("task_definition", None)
+        return update(self, service_properties)
+
+    EC2ContainerServiceBackend.update_service = update_service  # type: ignore[method-assign]
+
+
 class MotoStartError(RuntimeError):
     """moto_server did not come up; the message names its log."""
 
@@ -152,9 +170,12 @@ class MotoServer:
         recording_path: Path | None = None,
         ecs_running_tasks: int = 0,
         startup_timeout: float = 60.0,
+        ecs_rollback_flag: Path | None = None,
     ) -> None:
         """`ecs_running_tasks`: the running count moto reports for every ECS service (MOTO_ECS_SERVICE_RUNNING);
-        the stack's desired count, so that services waiting for a steady state reach it."""
+        the stack's desired count, so that services waiting for a steady state reach it.
+        `ecs_rollback_flag`: while this file exists, ECS deployments "roll back" (see inject_ecs_rollback)."""
+        self.ecs_rollback_flag = ecs_rollback_flag
         self.log_path = log_path
         self.ecs_running_tasks = ecs_running_tasks
         self.recording_path = recording_path
@@ -176,6 +197,8 @@ class MotoServer:
             MOTO_ECS_SERVICE_RUNNING=str(self.ecs_running_tasks),
             PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
         )
+        if self.ecs_rollback_flag is not None:
+            env[ECS_ROLLBACK_FLAG_ENV] = str(self.ecs_rollback_flag)
         if self.recording_path is not None:
             self.recording_path.parent.mkdir(parents=True, exist_ok=True)
             self.recording_path.write_text("")
@@ -248,6 +271,8 @@ def main(argv: list[str]) -> None:
     from moto.server import main as moto_main
 
     apply_patches()
+    if flag := os.environ.get(ECS_ROLLBACK_FLAG_ENV):
+        inject_ecs_rollback(Path(flag))
     moto_main(argv)
 
 

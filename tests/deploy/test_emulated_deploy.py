@@ -16,6 +16,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -24,7 +25,7 @@ import pytest
 from api.contract import APP_PORT, CONTAINER_MODEL_DIR, READINESS_PATH
 from modules.contracts import ROUTER
 from tools import emulator
-from tools.deploy_local import STACK, LocalDeployment, check_second_plan, synthesize
+from tools.deploy_local import STACK, DeployStepError, LocalDeployment, check_second_plan, synthesize
 from tools.moto_server import MotoServer
 from tools.terraform import ROOT
 
@@ -51,6 +52,7 @@ def synth_is_fresh() -> bool:
 class Deployed:
     deployment: LocalDeployment
     moto: MotoServer
+    work: Path
     stack: dict[str, Any]
     outputs: dict[str, Any]
     log: list[str]
@@ -92,7 +94,10 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
     stack = json.loads((stack_dir / "cdk.tf.json").read_text())
     log: list[str] = []
     moto = MotoServer(
-        logs / "moto_server.log", work / "moto-requests.jsonl", ecs_running_tasks=emulator.ecs_running_tasks(stack)
+        logs / "moto_server.log",
+        work / "moto-requests.jsonl",
+        ecs_running_tasks=emulator.ecs_running_tasks(stack),
+        ecs_rollback_flag=work / "ecs-rolls-back",
     )
     saved = {k: os.environ.get(k) for k in ("NO_PROXY", "no_proxy")}
     os.environ.update(NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")  # boto3 never via a proxy
@@ -107,7 +112,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
         deployment = LocalDeployment(stack_dir, moto.url, logs, progress=progress)
         deployment.init()
         deployment.apply()
-        yield Deployed(deployment, moto, stack, deployment.outputs(), log)
+        yield Deployed(deployment, moto, work, stack, deployment.outputs(), log)
     finally:
         moto.stop()  # its process group: moto_server; terraform groups are stopped by each step
         for key, value in saved.items():
@@ -273,6 +278,28 @@ def test_ecs_events_reach_the_topic(deployed: Deployed) -> None:
 def test_second_plan_shows_only_known_moto_gaps(deployed: Deployed) -> None:
     changes = deployed.deployment.second_plan()
     check_second_plan(changes, progress=print)
+
+
+def test_apply_fails_when_ecs_rolls_the_deployment_back(deployed: Deployed) -> None:
+    # A new image tag means a new task definition; this emulated ECS then "rolls back" as the circuit breaker
+    # would, leaving the service on the old definition. terraform apply must fail rather than report success.
+    stack_file = deployed.deployment.stack_dir / "cdk.tf.json"
+    stack = json.loads(stack_file.read_text())
+    (task,) = stack["resource"]["aws_ecs_task_definition"].values()
+    containers = json.loads(task["container_definitions"])
+    for container in containers:
+        container["image"] = container["image"].rsplit(":", 1)[0] + ":" + "f" * 40
+    task["container_definitions"] = json.dumps(containers)
+    stack_file.write_text(json.dumps(stack))
+    flag = deployed.work / "ecs-rolls-back"
+    flag.touch()
+    try:
+        with pytest.raises(DeployStepError) as failed:
+            deployed.deployment.apply()
+    finally:
+        flag.unlink()
+    assert failed.value.log is not None
+    assert "ECS rolled this deployment back" in failed.value.log.read_text()
 
 
 def test_destroy_leaves_nothing(deployed: Deployed) -> None:
