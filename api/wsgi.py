@@ -35,7 +35,7 @@ def _after_fork() -> None:
     import uwsgi
 
     if uwsgi.worker_id() > 0:
-        # A worker forked after a swap (max-requests recycling) catches up before it accepts a request.
+        # A worker forked after a swap (respawn after a crash, harakiri or recycling) catches up first.
         watcher.check()
         watcher.start(state.config.model_poll_seconds)
 

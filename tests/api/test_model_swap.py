@@ -2,11 +2,14 @@
 
 import json
 import logging
+import os
 import shutil
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from api.config import ApiConfig
@@ -141,3 +144,31 @@ def test_corrupt_new_version_under_steady_load_is_refused_and_the_old_one_serves
         assert record["level"] == "ERROR"
         assert record["message"].startswith(f"model file {damaged}: checksum mismatch")
         assert record["model_version"] == "v1"
+
+
+def _worker_pids(master: int) -> list[int]:
+    children = psutil.Process(master).children()
+    return [child.pid for child in children if "uWSGI worker" in " ".join(child.cmdline())]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_a_worker_respawned_after_a_swap_serves_the_new_version(model_root: Path, tmp_path: Path) -> None:
+    # The master still holds v1: a worker it forks after the swap must catch up before its first request.
+    root = copy_model(model_root, tmp_path)
+    with running(root, tmp_path / "uwsgi.log", workers=2) as server:
+        with SteadyLoad(server.url, PATHS, clients=2) as load:
+            load.wait_for(10)
+            publish_copy(root, "v1", "v2")
+            _wait_for_version(load, "v2")
+        before = _worker_pids(server.process.pid)
+        assert len(before) == 2
+        os.kill(before[0], signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while "Respawned uWSGI worker" not in server.output() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert set(_worker_pids(server.process.pid)) - set(before), "no worker was respawned"
+        with SteadyLoad(server.url, PATHS, clients=2) as load:
+            load.wait_for(200)
+        assert load.failures() == [], load.failures()[:5]
+        assert set(load.versions()) == {"v2"}
