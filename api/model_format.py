@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from api.ann import INDEX_FILE
 from api.ann import write as write_index
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ def sha256_of(path: Path) -> str:
 
 
 def publish_model(
-    root: Path, version: str, arrays: ModelArrays, metadata: dict[str, Any], ann: "AnnBuild | None" = None
+    root: Path, version: str, arrays: ModelArrays, metadata: dict[str, Any], indexes: "Sequence[AnnBuild]" = ()
 ) -> Path:
     """Write a complete version next to the others, then switch `current` to it atomically.
 
@@ -121,11 +121,12 @@ def publish_model(
             array = getattr(arrays, name)
             np.save(path, array, allow_pickle=False)
             files[array_file(name)] = {"sha256": sha256_of(path), "dtype": str(array.dtype), "shape": list(array.shape)}
-        if ann is not None:
-            write_index(ann.index, staging / INDEX_FILE)
+        for built in indexes:
+            path = staging / built.spec.file
+            write_index(built.index, str(path))
             metadata = {
                 **metadata,
-                "ann": {**ann.metadata, "file": INDEX_FILE, "sha256": sha256_of(staging / INDEX_FILE)},
+                built.spec.manifest_key: {**built.metadata, "file": built.spec.file, "sha256": sha256_of(path)},
             }
         users, factors = arrays.user_factors.shape
         manifest = {

@@ -1,9 +1,6 @@
-"""Scoring over the memory-mapped arrays: brute-force dot products and `argpartition`.
+"""Scoring over the memory-mapped arrays: faiss candidates for large catalogues, brute force for small ones."""
 
-Kept behind this small class so that an approximate-nearest-neighbour index can replace the brute-force scan later
-without touching the HTTP layer.
-"""
-
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +19,7 @@ class Scored:
 
 
 NOTHING = np.empty(0, dtype=np.int64)
-# The ANN path over-fetches k + |excluded| candidates; beyond this many the exact scan is cheaper and always right.
+# The ANN path over-fetches for exclusions (and re-ranking); beyond this many the exact scan is cheaper and right.
 MAX_ANN_FETCH = 2_048
 
 
@@ -37,11 +34,18 @@ class Recommender:
         parameters: dict[str, Any] = model.manifest.get("algorithm", {}).get("parameters", {})
         self._alpha = float(parameters.get("alpha", 1.0))
         self._regularization = float(parameters.get("regularization", 0.0))
-        self._index = model.ann_index if len(arrays.item_ids) >= ann_min_items else None
+        large = len(arrays.item_ids) >= ann_min_items
+        self._index = model.ann_index if large else None
+        self._similar_index = model.similar_index if large else None
+        self._norms = np.maximum(arrays.item_norms, np.finfo(np.float32).tiny)
 
     @property
     def uses_ann(self) -> bool:
         return self._index is not None
+
+    @property
+    def uses_similar_ann(self) -> bool:
+        return self._similar_index is not None
 
     def seen_by(self, user: int) -> NDArray[np.int64]:
         start, stop = self._arrays.seen_indptr[user], self._arrays.seen_indptr[user + 1]
@@ -61,28 +65,65 @@ class Recommender:
         user_vector = np.linalg.solve(lhs, rhs).astype(np.float32)
         return self._by_inner_product(user_vector, k, exclude)
 
+    def similar_items(self, item: int, k: int, exclude: NDArray[np.int64]) -> Scored:
+        """Cosine similarity to `item`, which is never in its own answer."""
+        excluded = set(exclude.tolist()) | {item}
+        vector = np.asarray(self._arrays.item_factors[item])
+        if self._similar_index is not None:
+            query = vector / self._norms[item]
+
+            def cosine(candidates: NDArray[np.int64]) -> NDArray[np.float32]:
+                return np.asarray((self._arrays.item_factors[candidates] @ query) / self._norms[candidates])
+
+            found = self._approximate(self._similar_index, ann.SIMILAR_INDEX, query, k, excluded, rescore=cosine)
+            if found is not None:
+                return found
+        scores = (self._arrays.item_factors @ vector) / (self._norms * self._norms[item])
+        return _top_k(scores, k, np.fromiter(excluded, dtype=np.int64, count=len(excluded)))
+
     def _by_inner_product(self, query: NDArray[np.float32], k: int, exclude: NDArray[np.int64]) -> Scored:
-        items = len(self._arrays.item_ids)
-        fetch = min(k + len(exclude), items)
-        if self._index is not None and fetch <= MAX_ANN_FETCH:
-            found, scores = ann.search(self._index, query, fetch)
-            keep = ~np.isin(found, exclude)
-            if int(keep.sum()) >= min(k, items - len(np.unique(exclude))):
-                chosen = np.flatnonzero(keep)[:k]
-                return Scored(indices=found[chosen], scores=scores[chosen])
-            # Too few candidates survived (a sparse probe): answer exactly rather than short.
+        if self._index is not None:
+            found = self._approximate(self._index, ann.USER_INDEX, query, k, set(exclude.tolist()), rescore=None)
+            if found is not None:
+                return found
         return _top_k(self._arrays.item_factors @ query, k, exclude)
 
-    def similar_items(self, item: int, k: int, exclude: NDArray[np.int64]) -> Scored:
-        norms = np.maximum(self._arrays.item_norms, np.finfo(np.float32).tiny)
-        scores = (self._arrays.item_factors @ self._arrays.item_factors[item]) / (norms * norms[item])
-        return _top_k(scores, k, np.concatenate([exclude, np.array([item], dtype=np.int64)]))
+    def _approximate(
+        self,
+        index: Any,
+        spec: ann.IndexSpec,
+        query: NDArray[np.float32],
+        k: int,
+        excluded: set[int],
+        *,
+        rescore: Callable[[NDArray[np.int64]], NDArray[np.float32]] | None,
+    ) -> Scored | None:
+        """The index's top k outside `excluded`, or None when the exact scan must answer instead.
+
+        None when the over-fetch would be too large (many exclusions) or too few candidates survived (a sparse
+        probe): the caller then answers exactly rather than short. Exclusions are a Python set: for the few ids
+        of a request that is several times faster than np.isin, which sorts.
+        """
+        items = len(self._arrays.item_ids)
+        fetch = min((k + len(excluded)) * spec.rerank_factor, items)
+        if fetch > MAX_ANN_FETCH:
+            return None
+        found, scores = ann.search(index, query, fetch)
+        keep = [position for position, item in enumerate(found.tolist()) if item not in excluded]
+        found, scores = found[keep], scores[keep]
+        if rescore is not None:
+            scores = np.asarray(rescore(found), dtype=np.float32)
+            order = np.argsort(-scores, kind="stable")
+            found, scores = found[order], scores[order]
+        if len(found) < min(k, items - len(excluded)):
+            return None
+        return Scored(indices=found[:k], scores=scores[:k])
 
     def popular(self, k: int, exclude: NDArray[np.int64]) -> Scored:
         # The ranking is precomputed, so only the head is examined: enough rows to survive every exclusion.
-        head = np.asarray(self._arrays.popular_items[: k + len(exclude)], dtype=np.int64)
-        keep = ~np.isin(head, exclude)
-        chosen = np.flatnonzero(keep)[:k]
+        excluded = set(exclude.tolist())
+        head = np.asarray(self._arrays.popular_items[: k + len(excluded)], dtype=np.int64)
+        chosen = [position for position, item in enumerate(head.tolist()) if item not in excluded][:k]
         return Scored(indices=head[chosen], scores=np.asarray(self._arrays.popular_scores[chosen]))
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from api.ann import INDEX_SPECS
 from api.model_format import CURRENT_POINTER, MANIFEST_NAME, ModelArrays, assemble_arrays, publish_model
 from api.synthetic import item_id, user_id
 from api.train import build_ann
@@ -52,17 +53,19 @@ def synthetic_arrays(items: int, users: int, factors: int = 64, seed: int = 0) -
 
 def cached_model(cache: Path, items: int, users: int, ann_min_items: int) -> Path:
     """A published synthetic model under cache/<items>/, built once and reused by later runs."""
-    root = cache / f"synthetic-{items}-items-{users}-users"
+    # The index kinds are in the name: a cached model built with other indexes is not reused.
+    kinds = "-".join(spec.kind for spec in INDEX_SPECS)
+    root = cache / f"synthetic-{items}-items-{users}-users-{kinds}"
     if (root / CURRENT_POINTER / MANIFEST_NAME).is_file():
         return root
     started = time.perf_counter()
     arrays = synthetic_arrays(items, users)
-    index = build_ann(arrays.user_factors, arrays.item_factors, ann_min_items, lambda line: print(f"  {line}"))
+    indexes = build_ann(arrays.user_factors, arrays.item_factors, ann_min_items, lambda line: print(f"  {line}"))
     metadata = {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "algorithm": {"name": "synthetic", "parameters": {"alpha": 1.0, "regularization": 0.05}},
     }
-    publish_model(root, "v1", arrays, metadata, index)
+    publish_model(root, "v1", arrays, metadata, indexes)
     print(f"  built in {time.perf_counter() - started:.1f} s", flush=True)
     return root
 

@@ -30,21 +30,28 @@ def indexed(tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
     )
 
 
-def test_training_stores_the_index_with_its_recall_against_exact_scoring(indexed: TrainResult) -> None:
+@pytest.mark.parametrize(
+    ("spec", "queries"), [(ann.USER_INDEX, SPEC.users), (ann.SIMILAR_INDEX, SPEC.items)], ids=["user", "similar"]
+)
+def test_training_stores_each_index_with_its_recall_against_exact_scoring(
+    indexed: TrainResult, spec: ann.IndexSpec, queries: int
+) -> None:
     manifest = json.loads((indexed.version_dir / MANIFEST_NAME).read_text())
-    entry = manifest["ann"]
-    assert entry["kind"] == ann.INDEX_KIND
-    assert entry["file"] == ann.INDEX_FILE
-    assert (indexed.version_dir / ann.INDEX_FILE).is_file()
+    entry = manifest[spec.manifest_key]
+    assert entry["kind"] == spec.kind
+    assert entry["file"] == spec.file
+    assert (indexed.version_dir / spec.file).is_file()
     assert entry["recall_at_10"] >= ann.TARGET_RECALL
-    assert entry["evaluated_queries"] == min(ann.EVALUATION_QUERIES, SPEC.users)
+    assert entry["evaluated_queries"] == min(ann.EVALUATION_QUERIES, queries)
+    assert entry["rerank_factor"] == spec.rerank_factor
     assert 1 <= entry["nprobe"] <= entry["nlist"]
 
 
 def test_small_catalogues_get_no_index(trained: TrainResult) -> None:
     manifest = json.loads((trained.version_dir / MANIFEST_NAME).read_text())
-    assert "ann" not in manifest
-    assert not (trained.version_dir / ann.INDEX_FILE).exists()
+    for spec in ann.INDEX_SPECS:
+        assert spec.manifest_key not in manifest
+        assert not (trained.version_dir / spec.file).exists()
 
 
 def test_ann_answers_match_exact_scoring_and_respect_exclusions(indexed: TrainResult) -> None:
@@ -67,6 +74,29 @@ def test_ann_answers_match_exact_scoring_and_respect_exclusions(indexed: TrainRe
     assert float(np.mean(overlap)) >= 0.9
 
 
+def test_similar_items_from_the_index_match_exact_cosine_and_leave_out_the_item(indexed: TrainResult) -> None:
+    model = load_model(indexed.version_dir.parent)
+    assert model.similar_index is not None
+    approximate = Recommender(model, ann_min_items=1_000)
+    exact = Recommender(model, ann_min_items=10**9)
+    assert approximate.uses_similar_ann and not exact.uses_similar_ann
+    factors = np.asarray(model.arrays.item_factors)
+    norms = np.linalg.norm(factors, axis=1)
+    items = len(factors)
+    overlap = []
+    for item in range(0, items, 40):
+        excluded = np.array([(item + 1) % items], dtype=np.int64)
+        got = approximate.similar_items(item, 10, excluded)
+        want = exact.similar_items(item, 10, excluded)
+        assert len(got.indices) == 10
+        assert item not in got.indices and excluded[0] not in got.indices
+        assert np.all(np.diff(got.scores) <= 1e-6), "scores are ranked"
+        cosine = factors[got.indices] @ factors[item] / (norms[got.indices] * norms[item])
+        np.testing.assert_allclose(got.scores, cosine, rtol=1e-4, atol=1e-4)
+        overlap.append(len(np.intersect1d(got.indices, want.indices)) / 10)
+    assert float(np.mean(overlap)) >= 0.9
+
+
 def test_many_exclusions_fall_back_to_exact_scoring(indexed: TrainResult) -> None:
     model = load_model(indexed.version_dir.parent)
     recommender = Recommender(model, ann_min_items=1_000)
@@ -74,6 +104,9 @@ def test_many_exclusions_fall_back_to_exact_scoring(indexed: TrainResult) -> Non
     got = recommender.for_user(0, 10, excluded)
     assert len(got.indices) == 10
     assert not np.isin(got.indices, excluded).any()
+    similar = recommender.similar_items(3_100, 10, excluded)
+    assert len(similar.indices) == 10
+    assert not np.isin(similar.indices, np.append(excluded, 3_100)).any()
 
 
 def test_the_app_serves_from_the_index_above_the_configured_threshold(indexed: TrainResult) -> None:
@@ -81,16 +114,20 @@ def test_the_app_serves_from_the_index_above_the_configured_threshold(indexed: T
     with app.test_client() as client:
         response = client.get(f"/v1/users/{user_id(3)}/recommendations?k=7")
         session = client.post("/v1/recommendations", json={"recent_items": ["i0000001", "i0000002"], "k": 5})
+        similar = client.get("/v1/items/i0000003/similar?k=6")
     assert response.status_code == 200
     assert response.get_json()["strategy"] == "personalized"
     assert len(response.get_json()["items"]) == 7
     assert session.status_code == 200
     assert len(session.get_json()["items"]) == 5
+    assert similar.status_code == 200
+    assert len(similar.get_json()["items"]) == 6
 
 
-def test_a_corrupt_index_is_refused(indexed: TrainResult, tmp_path: Path) -> None:
+@pytest.mark.parametrize("spec", ann.INDEX_SPECS, ids=lambda spec: spec.kind)
+def test_a_corrupt_index_is_refused(indexed: TrainResult, tmp_path: Path, spec: ann.IndexSpec) -> None:
     root = copy_model(indexed.version_dir.parent, tmp_path)
-    path = root / "ann" / ann.INDEX_FILE
+    path = root / "ann" / spec.file
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))

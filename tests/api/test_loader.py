@@ -37,7 +37,10 @@ def update_checksum(version_dir: Path, filename: str) -> None:
 def test_published_model_loads_memory_mapped(model_root: Path) -> None:
     model = load_model(model_root)
     assert model.version == "v1"
-    assert isinstance(model.arrays.item_factors, np.memmap)
+    # A plain ndarray whose memory is the mapped file (shared page cache), not a copy.
+    assert type(model.arrays.item_factors) is np.ndarray
+    assert isinstance(model.arrays.item_factors.base, np.memmap)
+    assert not model.arrays.item_factors.flags.owndata
     assert model.arrays.item_factors.dtype == np.float32
     assert model.arrays.user_ids.dtype.kind == "S"
 
