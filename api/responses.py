@@ -1,9 +1,10 @@
 """Response helpers and the serving state shared by the app factory and the routes."""
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Response, current_app, g, jsonify
+from flask import Response, current_app, g
 
 from api.config import ApiConfig
 from api.recommender import Recommender
@@ -39,9 +40,10 @@ def model_version() -> str | None:
 
 
 def json_response(payload: dict[str, Any], status: int = 200) -> Response:
-    response = jsonify({"model_version": model_version(), **payload})
-    response.status_code = status
-    return response
+    # Payloads are plain JSON types; json.dumps straight into the response skips jsonify's provider machinery, and
+    # compact separators shrink every body the router and the client handle.
+    body = json.dumps({"model_version": model_version(), **payload}, separators=(",", ":"))
+    return current_app.response_class(body, status=status, mimetype="application/json")
 
 
 def error_response(status: int, error: str, detail: list[dict[str, str]] | None = None) -> Response:

@@ -149,9 +149,8 @@ def _for_user(
 
 def _items(recommender: Recommender, scored: Scored) -> list[dict[str, Any]]:
     ids = recommender.items.ids_at(scored.indices)
-    return [
-        {"item_id": item_id, "score": round(float(score), 6)} for item_id, score in zip(ids, scored.scores, strict=True)
-    ]
+    scores = np.round(scored.scores.astype(np.float64), 6).tolist()
+    return [{"item_id": item_id, "score": score} for item_id, score in zip(ids, scores, strict=True)]
 
 
 def _check_path_id(value: str, name: str, problems: Problems) -> None:
