@@ -1,4 +1,4 @@
-"""Open-loop HTTP/1.1 load over keep-alive connections.
+"""Open-loop HTTP/1.1 load over keep-alive connections, and the search for the highest rate a server sustains.
 
 Requests leave on a fixed schedule whatever the server does, and latency is measured from the scheduled send time,
 so a slow server shows up as latency instead of silently lowering the offered load (no coordinated omission).
@@ -6,13 +6,26 @@ so a slow server shows up as latency instead of silently lowering the offered lo
 
 import asyncio
 import itertools
+import math
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
 TICK_SECONDS = 0.001
+MIN_ACHIEVED_SHARE = 0.95
+# Well above the service time (a 1M-item recommendation takes 1-4 ms at light load) and well below what a queue in
+# front of the workers adds: with the former 100 ms, a 1M-item step at p50 33 ms counted as sustained although every
+# request was waiting behind others. A p99 above this means the offered rate exceeds what the workers serve.
+P99_LIMIT_MS = 25.0
+MAX_ERROR_SHARE = 0.01
+RATE_GROWTH = 1.4
+# The ramp's bracket (x1.4) is narrowed by geometric bisection until high / low is within this; three steps from 1.4.
+BRACKET_TOLERANCE = 0.05
+MAX_BISECTIONS = 4
 
 
 @dataclass(frozen=True)
@@ -24,6 +37,77 @@ class StepResult:
     p50_ms: float
     p99_ms: float
     p999_ms: float
+    # X-Model-Version of the successful responses: shows when every worker serves a swapped-in version.
+    model_versions: dict[str, int] = field(default_factory=dict)
+
+
+def sustained(step: StepResult) -> bool:
+    """Achieved >= 95 % of offered, p99 <= P99_LIMIT_MS and < 1 % of the requests failed (NaN latency fails)."""
+    sent = step.completed + step.errors
+    return (
+        step.achieved_rps >= MIN_ACHIEVED_SHARE * step.offered_rps
+        and step.p99_ms <= P99_LIMIT_MS
+        and step.errors < MAX_ERROR_SHARE * max(sent, 1)
+    )
+
+
+@dataclass(frozen=True)
+class MaxSearch:
+    # The highest offered rate sustained in any step (0.0 when none was).
+    max_rps: float
+    # Final (sustained, saturated) offered rates; None when the ramp ran out of steps before saturating twice.
+    bracket: tuple[float, float] | None
+    ramp: tuple[StepResult, ...]
+    bisection: tuple[StepResult, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        def steps(found: tuple[StepResult, ...]) -> list[dict[str, Any]]:
+            return [{**asdict(step), "sustained": sustained(step)} for step in found]
+
+        return {
+            "max_rps": self.max_rps,
+            "bracket_rps": list(self.bracket) if self.bracket else None,
+            "ramp": steps(self.ramp),
+            "bisection": steps(self.bisection),
+        }
+
+
+def find_max(
+    measure: Callable[[float, str], StepResult],
+    start_rate: float,
+    *,
+    max_steps: int,
+    growth: float = RATE_GROWTH,
+    tolerance: float = BRACKET_TOLERANCE,
+    max_bisections: int = MAX_BISECTIONS,
+) -> MaxSearch:
+    """Ramp the offered rate by `growth` until two steps in a row saturate, then bisect the bracket it leaves.
+
+    `measure(rate, phase)` runs one step at `rate`. Two saturated steps end the ramp because one latency spike on a
+    shared machine is noise; the bracket is the highest sustained rate and the first step of that saturated pair.
+    Without any sustained step, the saturated rate is halved until one is.
+    """
+    ramp: list[StepResult] = []
+    rate = start_rate
+    for _ in range(max_steps):
+        ramp.append(measure(rate, "ramp"))
+        if len(ramp) >= 2 and not sustained(ramp[-1]) and not sustained(ramp[-2]):
+            break
+        rate *= growth
+    low = max((step.offered_rps for step in ramp if sustained(step)), default=0.0)
+    if len(ramp) < 2 or sustained(ramp[-1]) or sustained(ramp[-2]):
+        return MaxSearch(max_rps=low, bracket=None, ramp=tuple(ramp), bisection=())
+    high = ramp[-2].offered_rps
+    bisection: list[StepResult] = []
+    while len(bisection) < max_bisections and not (low > 0 and high <= low * (1 + tolerance)):
+        rate = math.sqrt(low * high) if low > 0 else high / 2
+        step = measure(rate, "bisect")
+        bisection.append(step)
+        if sustained(step):
+            low = rate
+        else:
+            high = rate
+    return MaxSearch(max_rps=low, bracket=(low, high), ramp=tuple(ramp), bisection=tuple(bisection))
 
 
 class _Connections:
@@ -32,17 +116,17 @@ class _Connections:
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         self._slots = asyncio.Semaphore(limit)
 
-    async def request(self, raw: bytes) -> int:
+    async def request(self, raw: bytes) -> tuple[int, str | None]:
         async with self._slots:
             reader, writer = self._idle.pop() if self._idle else await asyncio.open_connection(self._host, self._port)
             try:
                 writer.write(raw)
-                status = await _read_response(reader)
+                response = await _read_response(reader)
             except (OSError, asyncio.IncompleteReadError, ValueError):
                 writer.close()
                 raise
             self._idle.append((reader, writer))
-            return status
+            return response
 
     def close(self) -> None:
         for _, writer in self._idle:
@@ -50,13 +134,16 @@ class _Connections:
         self._idle.clear()
 
 
-async def _read_response(reader: asyncio.StreamReader) -> int:
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, str | None]:
+    """Status and X-Model-Version of one response."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ", 2)[1])
-    length = next(int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:"))
-    await reader.readexactly(length)
-    return status
+    headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:])}
+    if "content-length" not in headers:
+        raise ValueError("response without Content-Length")
+    await reader.readexactly(int(headers["content-length"]))
+    return status, headers.get("x-model-version")
 
 
 async def _run_step(
@@ -64,6 +151,7 @@ async def _run_step(
 ) -> StepResult:
     pool = _Connections(host, port, connections)
     latencies: list[float] = []
+    versions: Counter[str] = Counter()
     errors = 0
     loop = asyncio.get_running_loop()
     requests = [f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode() for path in paths]
@@ -71,12 +159,14 @@ async def _run_step(
     async def one(raw: bytes, scheduled: float) -> None:
         nonlocal errors
         try:
-            status = await pool.request(raw)
+            status, version = await pool.request(raw)
         except (OSError, asyncio.IncompleteReadError, ValueError):
             errors += 1
             return
         if status == 200:
             latencies.append(loop.time() - scheduled)
+            if version is not None:
+                versions[version] += 1
         else:
             errors += 1
 
@@ -105,6 +195,7 @@ async def _run_step(
         p50_ms=float(np.percentile(values, 50)),
         p99_ms=float(np.percentile(values, 99)),
         p999_ms=float(np.percentile(values, 99.9)),
+        model_versions=dict(versions),
     )
 
 

@@ -1,0 +1,265 @@
+"""The benchmark's decisions without a server: when a step saturates, the search for the maximum, the tail ratio and
+the verdicts against the targets."""
+
+import argparse
+from typing import Any
+
+import pytest
+
+from bench.loadgen import MAX_BISECTIONS, StepResult, find_max, sustained
+from bench.serving import FAIL, NOT_MEASURED, PASS, TAIL_FRACTION, parse_sizes, tail_ratio, target_verdicts
+
+MIB = 2**20
+
+
+def step(
+    offered: float, *, achieved: float | None = None, p50: float = 2.0, p99: float = 6.0, errors: int = 0
+) -> StepResult:
+    served = offered if achieved is None else achieved
+    return StepResult(
+        offered_rps=offered,
+        achieved_rps=served,
+        completed=int(served * 3),
+        errors=errors,
+        p50_ms=p50,
+        p99_ms=p99,
+        p999_ms=p99 * 1.5,
+    )
+
+
+class Server:
+    """Serves everything up to `capacity` req/s; above it, achieves only `capacity` and queues (p99 grows).
+
+    `spikes`: the calls (0 is the first) whose tail is long although the rate is below capacity.
+    """
+
+    def __init__(self, capacity: float, *, spikes: tuple[int, ...] = ()) -> None:
+        self.capacity = capacity
+        self.spikes = spikes
+        self.rates: list[float] = []
+
+    def __call__(self, rate: float, phase: str) -> StepResult:
+        self.rates.append(rate)
+        if rate > self.capacity:
+            return step(rate, achieved=self.capacity, p50=40.0, p99=400.0)
+        if len(self.rates) - 1 in self.spikes:
+            return step(rate, p99=80.0)
+        return step(rate)
+
+
+def test_a_step_that_keeps_up_with_a_short_tail_and_no_errors_is_sustained() -> None:
+    assert sustained(step(1000.0, achieved=960.0, p99=24.0, errors=20))
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        step(1000.0, achieved=940.0),
+        step(1000.0, p50=33.0, p99=60.0),
+        step(1000.0, p99=25.5),
+        step(1000.0, errors=31),
+        step(1000.0, achieved=0.0, p50=float("nan"), p99=float("nan")),
+    ],
+    ids=["achieved-below-95-percent", "server-queueing-p50-33ms", "p99-above-25ms", "one-percent-errors", "no-answers"],
+)
+def test_a_step_that_falls_behind_queues_or_fails_is_saturated(result: StepResult) -> None:
+    assert not sustained(result)
+
+
+@pytest.mark.parametrize("capacity", [150.0, 733.0, 1000.0, 1234.5, 2890.0, 5000.0])
+def test_search_finds_the_capacity_within_5_percent_and_never_reports_a_saturated_rate(capacity: float) -> None:
+    server = Server(capacity)
+    found = find_max(server, 100.0, max_steps=20)
+    assert found.max_rps <= capacity
+    assert capacity / found.max_rps <= 1.05
+    assert len(found.bisection) <= MAX_BISECTIONS
+    assert found.bracket is not None and found.bracket[0] == found.max_rps
+    assert found.bracket[1] > capacity
+    steps = [*found.ramp, *found.bisection]
+    assert any(result.offered_rps == found.max_rps and sustained(result) for result in steps)
+
+
+def test_bisection_runs_between_the_last_sustained_and_first_saturated_ramp_steps() -> None:
+    server = Server(1000.0)
+    found = find_max(server, 100.0, max_steps=20)
+    low = max(result.offered_rps for result in found.ramp if sustained(result))
+    high = min(result.offered_rps for result in found.ramp if not sustained(result))
+    assert all(low < result.offered_rps < high for result in found.bisection)
+    assert server.rates == [result.offered_rps for result in (*found.ramp, *found.bisection)]
+
+
+def test_one_latency_spike_does_not_end_the_ramp() -> None:
+    server = Server(2000.0, spikes=(2,))
+    found = find_max(server, 100.0, max_steps=20)
+    assert not sustained(found.ramp[2])
+    assert found.max_rps > 1900.0
+
+
+def test_a_ramp_that_never_saturates_reports_its_last_step_without_a_bracket() -> None:
+    found = find_max(Server(1e9), 100.0, max_steps=5)
+    assert found.bracket is None
+    assert found.bisection == ()
+    assert found.max_rps == pytest.approx(100.0 * 1.4**4)
+
+
+def test_a_server_saturated_at_the_starting_rate_is_searched_below_it() -> None:
+    found = find_max(Server(60.0), 100.0, max_steps=20)
+    assert 0 < found.max_rps <= 60.0
+    assert all(result.offered_rps < 100.0 for result in found.bisection)
+
+
+def test_search_record_marks_each_step_sustained_or_not() -> None:
+    record = find_max(Server(1000.0), 100.0, max_steps=20).as_json()
+    assert record["max_rps"] == record["bracket_rps"][0]
+    assert [entry["sustained"] for entry in record["ramp"][-2:]] == [False, False]
+    assert record["bisection"]
+
+
+def sweep_at_70(*ratios: float) -> list[dict[str, Any]]:
+    other = {"fraction_of_max": 0.5, "p50_ms": 1.0, "p99_ms": 50.0}
+    return [other, *({"fraction_of_max": TAIL_FRACTION, "p50_ms": 2.0, "p99_ms": 2.0 * ratio} for ratio in ratios)]
+
+
+def test_tail_ratio_is_the_median_of_the_repeats_at_70_percent_and_keeps_each() -> None:
+    result = tail_ratio(sweep_at_70(9.0, 2.0, 2.5))
+    assert result["median"] == pytest.approx(2.5)
+    assert result["repeats"] == pytest.approx([9.0, 2.0, 2.5])
+
+
+def size_entry(
+    *,
+    rec_rps: float,
+    health_rps: float,
+    recall: float,
+    tail: list[float],
+    ready: list[float],
+    pss_totals: dict[int, int] | None,
+    model_bytes: int = 600 * MIB,
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "model_bytes": model_bytes,
+        "ann": {"recall_at_10": recall, "nprobe": 32, "nlist": 4096},
+        "load": {
+            "ready_seconds": ready[0],
+            "recommendations": {"max_rps": rec_rps},
+            "health_live": {"max_rps": health_rps},
+            "ratio_max_rps": rec_rps / health_rps,
+            "p99_over_p50_at_70_percent": {"median": sorted(tail)[len(tail) // 2], "repeats": tail},
+        },
+    }
+    if pss_totals is not None:
+        entry["memory"] = [
+            {"workers": workers, "total_pss_bytes": total, "ready_seconds": seconds}
+            for (workers, total), seconds in zip(pss_totals.items(), ready[1:], strict=True)
+        ]
+    return entry
+
+
+def verdicts(sizes: dict[str, Any]) -> dict[tuple[str, int], str]:
+    return {(row["target"][:3], row["items"]): row["verdict"] for row in target_verdicts({"sizes": sizes})}
+
+
+def test_targets_pass_when_every_measurement_meets_its_limit() -> None:
+    sizes = {
+        "100000": size_entry(
+            rec_rps=900, health_rps=2000, recall=0.99, tail=[2.0, 2.5, 3.5], ready=[0.5], pss_totals=None
+        ),
+        "1000000": size_entry(
+            rec_rps=1100,
+            health_rps=2000,
+            recall=0.9976,
+            tail=[2.1, 2.9, 4.0],
+            ready=[1.2, 1.3, 1.9, 1.4],
+            pss_totals={1: 400 * MIB, 2: 410 * MIB, 4: 430 * MIB},
+        ),
+    }
+    assert verdicts(sizes) == {
+        ("(a)", 1_000_000): PASS,
+        ("(b)", 1_000_000): PASS,
+        ("(c)", 1_000_000): PASS,
+        ("(c)", 100_000): PASS,
+        ("(d)", 1_000_000): PASS,
+        ("(e)", 1_000_000): PASS,
+    }
+
+
+def test_targets_fail_when_a_measurement_misses_its_limit() -> None:
+    sizes = {
+        "100000": size_entry(
+            rec_rps=900, health_rps=2000, recall=0.99, tail=[3.1, 3.5, 2.0], ready=[0.5], pss_totals=None
+        ),
+        "1000000": size_entry(
+            rec_rps=900,
+            health_rps=2000,
+            recall=0.94,
+            tail=[2.0, 3.2, 3.3],
+            ready=[1.2, 1.3, 2.1, 1.4],
+            pss_totals={1: 400 * MIB, 2: 430 * MIB, 4: 500 * MIB},
+        ),
+    }
+    assert set(verdicts(sizes).values()) == {FAIL}
+
+
+def test_extra_pss_per_worker_is_a_third_of_the_growth_from_one_to_four_workers() -> None:
+    entry = size_entry(
+        rec_rps=1100,
+        health_rps=2000,
+        recall=0.99,
+        tail=[2.0],
+        ready=[1.0, 1.0, 1.0, 1.0],
+        pss_totals={1: 400 * MIB, 2: 410 * MIB, 4: 445 * MIB},
+        model_bytes=300 * MIB,
+    )
+    row = next(row for row in target_verdicts({"sizes": {"1000000": entry}}) if row["target"].startswith("(d)"))
+    assert row["value"] == pytest.approx(15 / 300)
+    assert row["verdict"] == PASS
+
+
+def test_targets_not_run_are_reported_as_not_measured() -> None:
+    quick = {
+        "100000": size_entry(
+            rec_rps=900, health_rps=2000, recall=0.99, tail=[2.0, 2.5, 3.5], ready=[0.5], pss_totals=None
+        )
+    }
+    rows = target_verdicts({"sizes": quick})
+    assert {(row["target"][:3], row["items"]): row["verdict"] for row in rows} == {
+        ("(a)", 1_000_000): NOT_MEASURED,
+        ("(b)", 1_000_000): NOT_MEASURED,
+        ("(c)", 1_000_000): NOT_MEASURED,
+        ("(c)", 100_000): PASS,
+        ("(d)", 1_000_000): NOT_MEASURED,
+        ("(e)", 1_000_000): NOT_MEASURED,
+    }
+    assert all(row["measured"] == NOT_MEASURED and row["value"] is None for row in rows if row["items"] == 1_000_000)
+
+
+def test_ready_target_takes_the_slowest_start_including_the_swap_run() -> None:
+    entry = size_entry(
+        rec_rps=1100,
+        health_rps=2000,
+        recall=0.99,
+        tail=[2.0],
+        ready=[1.0, 1.1, 1.2, 1.3],
+        pss_totals={1: 400 * MIB, 2: 410 * MIB, 4: 430 * MIB},
+    )
+    entry["swap_memory"] = {"ready_seconds": 2.4}
+    row = next(row for row in target_verdicts({"sizes": {"1000000": entry}}) if row["target"].startswith("(e)"))
+    assert (row["value"], row["verdict"], row["detail"]) == (2.4, FAIL, "worst of 5 starts")
+
+
+def test_memory_skipped_at_1m_leaves_only_the_pss_target_unmeasured() -> None:
+    entry = size_entry(rec_rps=1100, health_rps=2000, recall=0.99, tail=[2.0], ready=[1.0], pss_totals=None)
+    result = verdicts({"1000000": entry})
+    assert result.pop(("(d)", 1_000_000)) == NOT_MEASURED
+    assert set(result.values()) == {PASS}
+
+
+def test_sizes_option_accepts_the_known_item_counts_in_any_order() -> None:
+    assert parse_sizes("1000000,100000") == (100_000, 1_000_000)
+    assert parse_sizes("100000") == (100_000,)
+
+
+@pytest.mark.parametrize("text", ["", "100k", "100000,5"])
+def test_sizes_option_refuses_anything_else(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_sizes(text)
