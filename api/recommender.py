@@ -37,7 +37,6 @@ class Recommender:
         large = len(arrays.item_ids) >= ann_min_items
         self._index = model.ann_index if large else None
         self._similar_index = model.similar_index if large else None
-        self._norms = np.maximum(arrays.item_norms, np.finfo(np.float32).tiny)
 
     @property
     def uses_ann(self) -> bool:
@@ -70,15 +69,18 @@ class Recommender:
         excluded = set(exclude.tolist()) | {item}
         vector = np.asarray(self._arrays.item_factors[item])
         if self._similar_index is not None:
-            query = vector / self._norms[item]
+            query = vector / _safe(self._arrays.item_norms[item])
 
             def cosine(candidates: NDArray[np.int64]) -> NDArray[np.float32]:
-                return np.asarray((self._arrays.item_factors[candidates] @ query) / self._norms[candidates])
+                return np.asarray(
+                    (self._arrays.item_factors[candidates] @ query) / _safe(self._arrays.item_norms[candidates])
+                )
 
             found = self._approximate(self._similar_index, ann.SIMILAR_INDEX, query, k, excluded, rescore=cosine)
             if found is not None:
                 return found
-        scores = (self._arrays.item_factors @ vector) / (self._norms * self._norms[item])
+        norms = _safe(self._arrays.item_norms)
+        scores = (self._arrays.item_factors @ vector) / (norms * norms[item])
         return _top_k(scores, k, np.fromiter(excluded, dtype=np.int64, count=len(excluded)))
 
     def _by_inner_product(self, query: NDArray[np.float32], k: int, exclude: NDArray[np.int64]) -> Scored:
@@ -125,6 +127,12 @@ class Recommender:
         head = np.asarray(self._arrays.popular_items[: k + len(excluded)], dtype=np.int64)
         chosen = [position for position, item in enumerate(head.tolist()) if item not in excluded][:k]
         return Scored(indices=head[chosen], scores=np.asarray(self._arrays.popular_scores[chosen]))
+
+
+def _safe(norms: Any) -> Any:
+    # Norms are computed per request rather than kept: a kept copy would be private memory in every worker that
+    # swaps in a new version, where the norms array itself is a shared memory-mapped file.
+    return np.maximum(norms, np.finfo(np.float32).tiny)
 
 
 def _top_k(scores: NDArray[np.float32], k: int, exclude: NDArray[np.int64]) -> Scored:

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from bench.loadgen import MAX_BISECTIONS, StepResult, find_max, sustained
-from bench.serving import FAIL, NOT_MEASURED, PASS, TAIL_FRACTION, parse_sizes, tail_ratio, target_verdicts
+from bench.report import FAIL, NOT_MEASURED, PASS, TAIL_FRACTION, target_verdicts
+from bench.serving import parse_sizes, tail_ratio
 
 MIB = 2**20
 
@@ -144,6 +145,11 @@ def size_entry(
             "recommendations": {"max_rps": rec_rps},
             "health_live": {"max_rps": health_rps},
             "ratio_max_rps": rec_rps / health_rps,
+            "server_cpu": {
+                "recommendations": {"cpu_ms_per_request": 0.9},
+                "health_live": {"cpu_ms_per_request": 0.5},
+                "ratio": 0.5 / 0.9,
+            },
             "p99_over_p50_at_70_percent": {"median": sorted(tail)[len(tail) // 2], "repeats": tail},
         },
     }
