@@ -52,6 +52,11 @@ def sustained(step: StepResult) -> bool:
     )
 
 
+def _only_the_tail_was_long(step: StepResult) -> bool:
+    sent = step.completed + step.errors
+    return step.achieved_rps >= MIN_ACHIEVED_SHARE * step.offered_rps and step.errors < MAX_ERROR_SHARE * max(sent, 1)
+
+
 @dataclass(frozen=True)
 class MaxSearch:
     # The highest offered rate sustained in any step (0.0 when none was).
@@ -100,10 +105,17 @@ def find_max(
         return MaxSearch(max_rps=low, bracket=None, ramp=tuple(ramp), bisection=())
     high = ramp[-2].offered_rps
     bisection: list[StepResult] = []
-    while len(bisection) < max_bisections and not (low > 0 and high <= low * (1 + tolerance)):
+    while len({step.offered_rps for step in bisection}) < max_bisections and not (
+        low > 0 and high <= low * (1 + tolerance)
+    ):
         rate = math.sqrt(low * high) if low > 0 else high / 2
         step = measure(rate, "bisect")
         bisection.append(step)
+        if not sustained(step) and _only_the_tail_was_long(step):
+            # As in the ramp, one latency spike is noise on a shared machine: the same rate again decides. A real
+            # queue fails again (and raises p50 too); a lone stall had understated the maximum by up to 20 %.
+            step = measure(rate, "repeat")
+            bisection.append(step)
         if sustained(step):
             low = rate
         else:

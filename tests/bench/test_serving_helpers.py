@@ -73,7 +73,7 @@ def test_search_finds_the_capacity_within_5_percent_and_never_reports_a_saturate
     found = find_max(server, 100.0, max_steps=20)
     assert found.max_rps <= capacity
     assert capacity / found.max_rps <= 1.05
-    assert len(found.bisection) <= MAX_BISECTIONS
+    assert len({result.offered_rps for result in found.bisection}) <= MAX_BISECTIONS
     assert found.bracket is not None and found.bracket[0] == found.max_rps
     assert found.bracket[1] > capacity
     steps = [*found.ramp, *found.bisection]
@@ -94,6 +94,28 @@ def test_one_latency_spike_does_not_end_the_ramp() -> None:
     found = find_max(server, 100.0, max_steps=20)
     assert not sustained(found.ramp[2])
     assert found.max_rps > 1900.0
+
+
+def test_a_bisection_step_with_only_a_long_tail_is_measured_again_before_it_counts() -> None:
+    server = Server(2000.0)
+    ramp_steps = len(find_max(Server(2000.0), 100.0, max_steps=20).ramp)
+    server.spikes = (ramp_steps,)  # the first bisection step, below capacity, has a latency spike
+    found = find_max(server, 100.0, max_steps=20)
+    first, repeat = found.bisection[0], found.bisection[1]
+    assert not sustained(first) and sustained(repeat)
+    assert first.offered_rps == repeat.offered_rps
+    assert 2000.0 / found.max_rps <= 1.05
+
+
+def test_a_bisection_step_that_falls_behind_is_not_measured_again() -> None:
+    def collapsing(rate: float, phase: str) -> StepResult:
+        # Above 1,000 req/s this server serves only half of what it is offered.
+        return step(rate, achieved=rate / 2, p99=400.0) if rate > 1000.0 else step(rate)
+
+    found = find_max(collapsing, 100.0, max_steps=20)
+    rates = [result.offered_rps for result in found.bisection]
+    assert any(rate > 1000.0 for rate in rates)
+    assert len(rates) == len(set(rates))
 
 
 def test_a_ramp_that_never_saturates_reports_its_last_step_without_a_bracket() -> None:
