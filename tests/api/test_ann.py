@@ -12,10 +12,13 @@ from api.app import create_app
 from api.config import ApiConfig
 from api.loader import ModelLoadError, load_model
 from api.model_format import MANIFEST_NAME
-from api.recommender import Recommender
+from api.recommender import NOTHING, Recommender
+from api.responses import ServingState
+from api.swap import ModelWatcher
 from api.synthetic import SyntheticSpec, generate, user_id, write
 from api.train import AlsParameters, TrainResult, train
 from tests.api.test_loader import copy_model
+from tests.api.test_model_swap import publish_copy
 
 SPEC = SyntheticSpec(users=2_000, items=4_000, segments=16, mean_interactions=15.0, seed=5)
 
@@ -134,3 +137,21 @@ def test_a_corrupt_index_is_refused(indexed: TrainResult, tmp_path: Path, spec: 
     with pytest.raises(ModelLoadError, match="checksum mismatch") as error:
         load_model(root)
     assert error.value.path == path
+
+
+def test_a_swapped_in_version_serves_from_both_indexes_memory_mapped(indexed: TrainResult, tmp_path: Path) -> None:
+    root = copy_model(indexed.version_dir.parent, tmp_path)
+    config = ApiConfig(model_dir=root, ann_min_items=1_000, model_poll_seconds=0)
+    serving = Recommender(load_model(root, index_in_memory=True), config.ann_min_items)
+    state = ServingState(config=config, recommender=serving)
+    publish_copy(root, "ann", "ann-v2")
+    assert ModelWatcher(state).check()
+    swapped = state.recommender
+    assert swapped is not None and swapped.version == "ann-v2"
+    assert swapped.uses_ann and swapped.uses_similar_ann
+    # Memory-mapped, so every worker that swaps shares the same page-cache pages instead of reading a copy.
+    mapped = Path("/proc/self/maps").read_text()
+    for spec in ann.INDEX_SPECS:
+        assert str(root / "ann-v2" / spec.file) in mapped
+    assert len(swapped.for_user(0, 10, NOTHING).indices) == 10
+    assert len(swapped.similar_items(5, 10, NOTHING).indices) == 10
