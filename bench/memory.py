@@ -51,15 +51,15 @@ def _touch_model(port: int, users: int) -> None:
 
 def memory_run(models: Path, users: int, workers: int, log: Path) -> dict[str, Any]:
     port = free_port()
-    process, ready_seconds = start_uwsgi(models, port, workers, log)
+    server = start_uwsgi(models, port, workers, log)
     try:
         _touch_model(port, users)
-        pss, _ = memory_snapshot(process.pid)
+        pss, _ = memory_snapshot(server.pid)
     finally:
-        stop(process)
+        stop(server)
     return {
         "workers": workers,
-        "ready_seconds": round(ready_seconds, 3),
+        "ready_seconds": round(server.ready_seconds, 3),
         "pss_bytes": pss,
         "worker_pss_bytes": worker_values(pss),
         "total_pss_bytes": sum(pss.values()),
@@ -117,22 +117,22 @@ def swap_memory_run(models: Path, users: int, workers: int, log: Path) -> dict[s
         _copy_version(serving, root / SWAP_VERSION, SWAP_VERSION)
         switch_current(root, serving.name)
         port = free_port()
-        process, ready_seconds = start_uwsgi(root, port, workers, log)
+        server = start_uwsgi(root, port, workers, log)
         try:
             _touch_model(port, users)
-            before, uss_before = memory_snapshot(process.pid)
+            before, uss_before = memory_snapshot(server.pid)
             switch_current(root, SWAP_VERSION)
-            swap_seconds, errors = _wait_for_version(port, process.pid, root / SWAP_VERSION, users)
+            swap_seconds, errors = _wait_for_version(port, server.pid, root / SWAP_VERSION, users)
             _touch_model(port, users)
-            after, uss_after = memory_snapshot(process.pid)
+            after, uss_after = memory_snapshot(server.pid)
         finally:
-            stop(process)
+            stop(server)
     finally:
         shutil.rmtree(root)
     extra = statistics.fmean(worker_values(after)) - statistics.fmean(worker_values(before))
     return {
         "workers": workers,
-        "ready_seconds": round(ready_seconds, 3),
+        "ready_seconds": round(server.ready_seconds, 3),
         "versions": [serving.name, SWAP_VERSION],
         "swap_seconds": round(swap_seconds, 2),
         "errors_during_swap": errors,

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 ZIPF_EXPONENT = 1.1
 UNKNOWN_SHARE = 0.1
+# Enough of the server's output to see why it failed; the per-request lines of a run are not kept.
+LOG_TAIL_LINES = 2_000
 
 
 def free_port() -> int:
@@ -28,41 +31,64 @@ def free_port() -> int:
         return port
 
 
-def start_uwsgi(models: Path, port: int, workers: int, log: Path) -> tuple[subprocess.Popen[bytes], float]:
+@dataclass(frozen=True)
+class Server:
+    process: subprocess.Popen[bytes]
+    # Keeps the last lines of the server's output and writes them to the log file when the server exits.
+    log_tail: subprocess.Popen[bytes]
+    ready_seconds: float
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+def start_uwsgi(models: Path, port: int, workers: int, log: Path) -> Server:
+    """uWSGI on loopback, its output through a pipe as in production (to the log router), not into a file.
+
+    The app logs a line per request. Written to a file on this machine's ext4, those writes stalled workers now and
+    then (journal commits): at 1,900 req/s p99/p50 averaged 2.87 against 2.54 with the log in memory, 8 steps each.
+    """
     env = {**os.environ, "APP_BIND": f"127.0.0.1:{port}", "APP_WORKERS": str(workers), MODEL_DIR_ENV: str(models)}
     started = time.monotonic()
     with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [str(Path(sys.executable).with_name("uwsgi")), "--ini", str(ROOT / "api" / "uwsgi.ini")],
-            cwd=ROOT,
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        log_tail = subprocess.Popen(["tail", "-n", str(LOG_TAIL_LINES)], stdin=subprocess.PIPE, stdout=sink)
+    assert log_tail.stdin is not None
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("uwsgi")), "--ini", str(ROOT / "api" / "uwsgi.ini")],
+        cwd=ROOT,
+        env=env,
+        stdout=log_tail.stdin,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    log_tail.stdin.close()  # uWSGI holds the only write end: its exit ends `tail`
     try:
         while time.monotonic() - started < 60:
             if process.poll() is not None:
+                log_tail.wait(timeout=10)
                 raise SystemExit(f"uWSGI exited {process.returncode}; see {log}")
             try:
                 if requests.get(f"http://127.0.0.1:{port}{READINESS_PATH}", timeout=0.5).status_code == 200:
-                    return process, time.monotonic() - started
+                    return Server(process, log_tail, time.monotonic() - started)
             except requests.RequestException:  # refused before the router binds; no answer before the workers exist
                 time.sleep(0.02)
     except BaseException:
-        stop(process)
+        stop(Server(process, log_tail, 0.0))
         raise
-    stop(process)
+    stop(Server(process, log_tail, 0.0))
     raise SystemExit(f"uWSGI not ready after 60 s; see {log}")
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
+def stop(server: Server) -> None:
+    process = server.process
     process.send_signal(signal.SIGTERM)
     try:
         process.wait(timeout=30)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
+    server.log_tail.wait(timeout=10)
 
 
 def user_paths(users: int, count: int, seed: int = 0) -> list[str]:

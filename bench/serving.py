@@ -92,7 +92,7 @@ def cpu_per_request(port: int, master_pid: int, paths: list[str], rate: float, s
 
 def load_run(models: Path, users: int, workers: int, *, seconds: float, max_steps: int, log: Path) -> dict[str, Any]:
     port = free_port()
-    process, ready_seconds = start_uwsgi(models, port, workers, log)
+    server = start_uwsgi(models, port, workers, log)
     try:
         paths = user_paths(users, 20_000)
         warm_up("127.0.0.1", port, paths)
@@ -107,8 +107,8 @@ def load_run(models: Path, users: int, workers: int, *, seconds: float, max_step
         # Both endpoints at the same rate, half the recommendation maximum: below saturation for both.
         rate = CPU_SAMPLE_FRACTION * recommendations.max_rps
         cpu = {
-            "recommendations": cpu_per_request(port, process.pid, paths, rate, seconds),
-            "health_live": cpu_per_request(port, process.pid, [LIVENESS_PATH], rate, seconds),
+            "recommendations": cpu_per_request(port, server.pid, paths, rate, seconds),
+            "health_live": cpu_per_request(port, server.pid, [LIVENESS_PATH], rate, seconds),
         }
         print(
             f"  server CPU per request at {rate:.0f}/s: recommendations "
@@ -117,10 +117,10 @@ def load_run(models: Path, users: int, workers: int, *, seconds: float, max_step
             flush=True,
         )
     finally:
-        stop(process)
+        stop(server)
     return {
         "workers": workers,
-        "ready_seconds": round(ready_seconds, 3),
+        "ready_seconds": round(server.ready_seconds, 3),
         "recommendations": {**recommendations.as_json(), "sweep": steps},
         "health_live": health.as_json(),
         "ratio_max_rps": recommendations.max_rps / health.max_rps,
