@@ -32,7 +32,9 @@ def create_app(config: ApiConfig | None = None) -> Flask:
     config = config or ApiConfig.from_env()
     configure_logging()
     # Loaded before uWSGI forks: the in-memory ANN index is shared copy-on-write by the workers.
-    recommender = Recommender(load_model(config.model_dir, index_in_memory=True), config.ann_min_items)
+    recommender = Recommender(
+        load_model(config.model_dir, index_in_memory=True), config.ann_min_items, config.answer_cache_size
+    )
     logging.getLogger(APP_LOGGER).info(
         "model %s loaded from %s",
         recommender.version,

@@ -9,6 +9,7 @@ from api.contract import CONTAINER_MODEL_DIR, MODEL_DIR_ENV
 
 ANN_MIN_ITEMS_ENV = "ANN_MIN_ITEMS"
 MODEL_POLL_SECONDS_ENV = "MODEL_POLL_SECONDS"
+ANSWER_CACHE_SIZE_ENV = "ANSWER_CACHE_SIZE"
 # Same default as the trainer's (api.ann.ANN_MIN_ITEMS); kept literal so this module stays free of faiss.
 DEFAULT_ANN_MIN_ITEMS = 50_000
 
@@ -25,6 +26,8 @@ class ApiConfig:
     max_body_bytes: int = 256 * 1024
     # Catalogues at least this large use the model's ANN index (when it has one); smaller ones are scored exactly.
     ann_min_items: int = DEFAULT_ANN_MIN_ITEMS
+    # Personalised answers each worker keeps per model version (api/cache.py); 0 turns the cache off.
+    answer_cache_size: int = 4_096
     # How often each uWSGI worker looks at the `current` pointer for a new version (api/swap.py); 0 disables.
     model_poll_seconds: float = 1.0
 
@@ -35,4 +38,5 @@ class ApiConfig:
             model_dir=Path(env.get(MODEL_DIR_ENV, CONTAINER_MODEL_DIR)),
             ann_min_items=int(env.get(ANN_MIN_ITEMS_ENV, DEFAULT_ANN_MIN_ITEMS)),
             model_poll_seconds=float(env.get(MODEL_POLL_SECONDS_ENV, "1.0")),
+            answer_cache_size=int(env.get(ANSWER_CACHE_SIZE_ENV, "4096")),
         )

@@ -8,6 +8,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from api import ann
+from api.cache import LruCache
 from api.ids import IdIndex
 from api.loader import LoadedModel
 
@@ -24,8 +25,10 @@ MAX_ANN_FETCH = 2_048
 
 
 class Recommender:
-    def __init__(self, model: LoadedModel, ann_min_items: int = ann.ANN_MIN_ITEMS) -> None:
+    def __init__(self, model: LoadedModel, ann_min_items: int = ann.ANN_MIN_ITEMS, answer_cache_size: int = 0) -> None:
         self.model = model
+        # Finished personalised answers (the response's items) by (user row, k, exclude_seen); see api/cache.py.
+        self.answers: LruCache[tuple[int, int, bool], list[dict[str, Any]]] = LruCache(answer_cache_size)
         self.version = model.version
         arrays = model.arrays
         self.users = IdIndex(arrays.user_ids)

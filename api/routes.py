@@ -142,9 +142,16 @@ def _for_user(
     user = recommender.users.find(user_id)
     if user is None:
         return {"strategy": "popular", "items": _items(recommender, recommender.popular(k, excluded))}
-    if exclude_seen:
-        excluded = np.concatenate([excluded, recommender.seen_by(user)])
-    return {"strategy": "personalized", "items": _items(recommender, recommender.for_user(user, k, excluded))}
+    # Only answers without request-specific exclusions are kept: those are the ones that repeat.
+    key = (user, k, exclude_seen) if len(excluded) == 0 else None
+    items = recommender.answers.get(key) if key is not None else None
+    if items is None:
+        if exclude_seen:
+            excluded = np.concatenate([excluded, recommender.seen_by(user)])
+        items = _items(recommender, recommender.for_user(user, k, excluded))
+        if key is not None:
+            recommender.answers.put(key, items)
+    return {"strategy": "personalized", "items": items}
 
 
 def _items(recommender: Recommender, scored: Scored) -> list[dict[str, Any]]:

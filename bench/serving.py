@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from api.config import ANSWER_CACHE_SIZE_ENV
 from api.contract import LIVENESS_PATH
 from api.loader import load_model
 from bench.loadgen import StepResult, find_max, run_step, sustained, warm_up
@@ -90,6 +91,19 @@ def cpu_per_request(port: int, master_pid: int, paths: list[str], rate: float, s
     return {"offered_rps": rate, "completed": step.completed, "cpu_ms_per_request": per_request}
 
 
+def uncached_cpu_per_request(
+    models: Path, workers: int, paths: list[str], *, rate: float, seconds: float, log: Path
+) -> dict[str, float]:
+    """The same measurement on a server without the answer cache: what the index search and the rest cost."""
+    port = free_port()
+    server = start_uwsgi(models, port, workers, log, {ANSWER_CACHE_SIZE_ENV: "0"})
+    try:
+        warm_up("127.0.0.1", port, paths)
+        return cpu_per_request(port, server.pid, paths, rate, seconds)
+    finally:
+        stop(server)
+
+
 def load_run(models: Path, users: int, workers: int, *, seconds: float, max_steps: int, log: Path) -> dict[str, Any]:
     port = free_port()
     server = start_uwsgi(models, port, workers, log)
@@ -110,14 +124,18 @@ def load_run(models: Path, users: int, workers: int, *, seconds: float, max_step
             "recommendations": cpu_per_request(port, server.pid, paths, rate, seconds),
             "health_live": cpu_per_request(port, server.pid, [LIVENESS_PATH], rate, seconds),
         }
-        print(
-            f"  server CPU per request at {rate:.0f}/s: recommendations "
-            f"{cpu['recommendations']['cpu_ms_per_request']:.3f} ms, /health/live "
-            f"{cpu['health_live']['cpu_ms_per_request']:.3f} ms",
-            flush=True,
-        )
     finally:
         stop(server)
+    cpu["recommendations_uncached"] = uncached_cpu_per_request(
+        models, workers, paths, rate=rate, seconds=seconds, log=log
+    )
+    print(
+        f"  server CPU per request at {rate:.0f}/s: recommendations "
+        f"{cpu['recommendations']['cpu_ms_per_request']:.3f} ms "
+        f"({cpu['recommendations_uncached']['cpu_ms_per_request']:.3f} ms with the answer cache off), /health/live "
+        f"{cpu['health_live']['cpu_ms_per_request']:.3f} ms",
+        flush=True,
+    )
     return {
         "workers": workers,
         "ready_seconds": round(server.ready_seconds, 3),
