@@ -3,9 +3,9 @@
 Shop traffic is skewed: with user ids Zipf-distributed (exponent 1.1, as `make bench` draws them) over 200k users, the
 4,096 most frequent users make 82 % of the personalised requests, and an LRU of that size answers 75 % of them. Their
 answers are deterministic for a given model version, so a worker keeps the latest few thousand and skips the index
-search and the response building for them. The cache belongs to one `Recommender`, so a swapped-in version starts with an empty one and never
-serves an answer of the old model. Entries are created after fork, in the worker, so they cost that worker's private
-memory only: about 3 KiB each at k = 10, 12 MiB for a full cache of 4,096.
+search and the response building for them. The cache belongs to one `Recommender`, so a swapped-in version starts
+with an empty one and never serves an answer of the old model. Entries are created after fork, in the worker, so they
+cost that worker's private memory only: about 3 KiB each at k = 10, 12 MiB for a full cache of 4,096.
 """
 
 from collections import OrderedDict
