@@ -32,9 +32,7 @@ def create_app(config: ApiConfig | None = None) -> Flask:
     config = config or ApiConfig.from_env()
     configure_logging()
     # Loaded before uWSGI forks: the in-memory ANN index is shared copy-on-write by the workers.
-    recommender = Recommender(
-        load_model(config.model_dir, index_in_memory=True), config.ann_min_items, config.answer_cache_size
-    )
+    recommender = Recommender.for_config(load_model(config.model_dir, index_in_memory=True), config)
     logging.getLogger(APP_LOGGER).info(
         "model %s loaded from %s",
         recommender.version,

@@ -1,9 +1,10 @@
 """Serving configuration: one frozen value built from the environment or by tests."""
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from api.contract import CONTAINER_MODEL_DIR, MODEL_DIR_ENV
 
@@ -12,6 +13,15 @@ MODEL_POLL_SECONDS_ENV = "MODEL_POLL_SECONDS"
 ANSWER_CACHE_SIZE_ENV = "ANSWER_CACHE_SIZE"
 # Same default as the trainer's (api.ann.ANN_MIN_ITEMS); kept literal so this module stays free of faiss.
 DEFAULT_ANN_MIN_ITEMS = 50_000
+DEFAULT_ANSWER_CACHE_SIZE = 4_096
+DEFAULT_MODEL_POLL_SECONDS = 1.0
+
+
+N = TypeVar("N", int, float)
+
+
+class ConfigError(ValueError):
+    """An environment variable the API cannot use; the message names it and what to set instead."""
 
 
 @dataclass(frozen=True)
@@ -27,16 +37,31 @@ class ApiConfig:
     # Catalogues at least this large use the model's ANN index (when it has one); smaller ones are scored exactly.
     ann_min_items: int = DEFAULT_ANN_MIN_ITEMS
     # Personalised answers each worker keeps per model version (api/cache.py); 0 turns the cache off.
-    answer_cache_size: int = 4_096
+    answer_cache_size: int = DEFAULT_ANSWER_CACHE_SIZE
     # How often each uWSGI worker looks at the `current` pointer for a new version (api/swap.py); 0 disables.
-    model_poll_seconds: float = 1.0
+    model_poll_seconds: float = DEFAULT_MODEL_POLL_SECONDS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "ApiConfig":
         env = os.environ if environ is None else environ
         return cls(
             model_dir=Path(env.get(MODEL_DIR_ENV, CONTAINER_MODEL_DIR)),
-            ann_min_items=int(env.get(ANN_MIN_ITEMS_ENV, DEFAULT_ANN_MIN_ITEMS)),
-            model_poll_seconds=float(env.get(MODEL_POLL_SECONDS_ENV, "1.0")),
-            answer_cache_size=int(env.get(ANSWER_CACHE_SIZE_ENV, "4096")),
+            ann_min_items=_number(env, ANN_MIN_ITEMS_ENV, DEFAULT_ANN_MIN_ITEMS, int),
+            model_poll_seconds=_number(env, MODEL_POLL_SECONDS_ENV, DEFAULT_MODEL_POLL_SECONDS, float),
+            answer_cache_size=_number(env, ANSWER_CACHE_SIZE_ENV, DEFAULT_ANSWER_CACHE_SIZE, int),
         )
+
+
+def _number(env: Mapping[str, str], name: str, default: N, parse: Callable[[str], N]) -> N:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        value: N | None = parse(raw)
+    except ValueError:
+        value = None
+    # `not >=` also refuses NaN.
+    if value is None or not value >= 0:
+        kind = "a whole number" if parse is int else "a number"
+        raise ConfigError(f"{name}={raw!r} is not {kind} >= 0; set it to one (default {default}) or unset it")
+    return value

@@ -41,7 +41,7 @@ class LoadedModel:
 
 
 def load_model(root: Path, *, index_in_memory: bool = False) -> LoadedModel:
-    """`index_in_memory`: read the ANN indexes into memory (the master, before fork) instead of memory-mapping it."""
+    """`index_in_memory`: read the ANN indexes into memory (the master, before fork) instead of memory-mapping them."""
     version_dir = _resolve_current(root)
     manifest = _read_manifest(version_dir / MANIFEST_NAME)
     layout = expected_layout(

@@ -9,6 +9,7 @@ from numpy.typing import NDArray
 
 from api import ann
 from api.cache import LruCache
+from api.config import ApiConfig
 from api.ids import IdIndex
 from api.loader import LoadedModel
 
@@ -40,6 +41,10 @@ class Recommender:
         large = len(arrays.item_ids) >= ann_min_items
         self._index = model.ann_index if large else None
         self._similar_index = model.similar_index if large else None
+
+    @classmethod
+    def for_config(cls, model: LoadedModel, config: ApiConfig) -> "Recommender":
+        return cls(model, config.ann_min_items, config.answer_cache_size)
 
     @property
     def uses_ann(self) -> bool:

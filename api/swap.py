@@ -59,9 +59,7 @@ class ModelWatcher:
                     "%s; keeping model version %s", error, old_version, extra={"model_version": old_version}
                 )
                 return False
-            self._state.recommender = Recommender(
-                model, self._state.config.ann_min_items, self._state.config.answer_cache_size
-            )
+            self._state.recommender = Recommender.for_config(model, self._state.config)
             self._serving, self._refused = self._name(model.path), None
             self._logger.info(
                 "model %s loaded from %s, replacing %s",

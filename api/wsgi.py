@@ -9,20 +9,23 @@ from threadpoolctl import threadpool_limits
 
 from api import drain
 from api.app import create_app
+from api.config import ConfigError
 from api.loader import ModelLoadError
-from api.logs import APP_LOGGER
+from api.logs import APP_LOGGER, configure_logging
 from api.responses import STATE_KEY, ServingState
 from api.swap import ModelWatcher
 
 # uwsgi.ini sets the BLAS/OpenMP env vars too; this also covers a BLAS that ignores them.
 threadpool_limits(limits=1)
 
+# Before the settings are read, so that an unusable one is reported as a JSON log line like every other error.
+configure_logging()
 try:
     application = create_app()
-except ModelLoadError as error:
+except (ModelLoadError, ConfigError) as error:
     logging.getLogger(APP_LOGGER).error("%s", error)
     sys.stdout.flush()
-    # A missing or corrupt model must never serve: leave before uWSGI forks, without a traceback.
+    # A missing or corrupt model or an unusable setting must never serve: leave before uWSGI forks, no traceback.
     os._exit(1)
 
 drain.install()

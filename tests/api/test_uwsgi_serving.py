@@ -13,6 +13,7 @@ import psutil
 import pytest
 import requests
 
+from api.config import ANSWER_CACHE_SIZE_ENV
 from api.contract import SHUTDOWN_GRACE_SECONDS
 from api.healthcheck import probe
 from tests.api.steady_load import SteadyLoad
@@ -126,6 +127,27 @@ def test_uwsgi_refuses_to_start_without_a_valid_model(
     record = json.loads(lines[0])
     assert record["level"] == "ERROR"
     assert record["message"].startswith(f"model file {bad_file}: {problem}")
+    assert "Traceback" not in output
+
+
+def test_uwsgi_refuses_to_start_with_an_unusable_setting(
+    model_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ANSWER_CACHE_SIZE_ENV, "-1")
+    server = start(model_root, tmp_path / "uwsgi.log")
+    try:
+        returncode = server.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("uWSGI kept running with an unusable setting")
+    finally:
+        kill(server)
+    assert returncode != 0
+    output = server.output()
+    errors = [
+        json.loads(line) for line in output.splitlines() if line.startswith("{") and ANSWER_CACHE_SIZE_ENV in line
+    ]
+    assert [record["level"] for record in errors] == ["ERROR"], output
+    assert errors[0]["message"].startswith(f"{ANSWER_CACHE_SIZE_ENV}='-1' is not a whole number >= 0")
     assert "Traceback" not in output
 
 
