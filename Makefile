@@ -1,4 +1,4 @@
-# Entry points named in the README. Every target does its own set-up and is safe to run again.
+# Every entry point the README names. Each target does its own set-up and is safe to run again; `make help` lists them.
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
@@ -9,67 +9,126 @@ export PIPENV_CACHE_DIR := $(CURDIR)/.cache/pipenv
 export PIPENV_NOSPIN := 1
 export PIPENV_YES := 1
 export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
+export UV_CACHE_DIR := $(CURDIR)/.cache/uv
 export npm_config_cache := $(CURDIR)/.cache/npm
 export JSII_RUNTIME_PACKAGE_CACHE_ROOT := $(CURDIR)/.cache/jsii
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export TF_PLUGIN_CACHE_DIR := $(CURDIR)/.cache/terraform-plugins
 export CHECKPOINT_DISABLE := 1
 
+TOOLS := .cache/tools
 PIPENV_VERSION := 2026.10.3
-PIPENV := .cache/tools/pipenv/bin/pipenv
+UV_VERSION := 0.13.9
+PIPENV := $(TOOLS)/pipenv/bin/pipenv
+UV := $(TOOLS)/uv/bin/uv
 PYTHON := $(CURDIR)/.venv/bin/python
+UWSGI := $(CURDIR)/.venv/bin/uwsgi
+# Pipfile.lock is the source of truth; pipenv turns it (all three categories) into a hashed requirements file that uv
+# installs several times faster than `pipenv sync`.
+LOCKED_REQUIREMENTS := .cache/requirements/all.txt
 SETUP_STAMP := .venv/.synced
 NODE_STAMP := node_modules/.installed
+CHECKOV := $(TOOLS)/checkov/bin/checkov
+ACTIONLINT_VENV := $(TOOLS)/actionlint
+ACTIONLINT := $(ACTIONLINT_VENV)/bin/actionlint
 
-CHECKOV := .cache/tools/checkov/bin/checkov
+DEMO_DATA := data/demo-interactions.parquet
+# ./models stands in for the EFS volume: versions side by side and a `current` symlink.
+DEMO_MODEL_DIR := models
+DEMO_MODEL := $(DEMO_MODEL_DIR)/current/manifest.json
+RUN_BIND ?= 127.0.0.1:8080
+RUN_WORKERS ?= 2
 
-.PHONY: help setup lint test synth validate checkov pytest
-help:
-	@echo "make run       train the demo model and serve the API on localhost:8080"
-	@echo "make test      everything CI runs: lint, synth, validate, checkov, pytest"
-	@echo "make setup     install the pipenv and npm environments"
-	@echo "make synth     synthesize every environment stack into cdktf.out/"
-	@echo "make validate  terraform init + validate every synthesized stack (offline mirror when present)"
-	@echo "make lint      ruff + mypy"
-	@echo "make bench     benchmarks that print figures (not tests)"
+.PHONY: help setup run test lint synth validate checkov pytest bench deploy-local destroy-local actionlint
 
+help:  ## list every target
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1|\2/' | column -t -s '|'
+
+# --- environments -------------------------------------------------------------------------------------------------
 $(PIPENV):
-	python3 -m venv .cache/tools/pipenv
-	.cache/tools/pipenv/bin/pip install --quiet pipenv==$(PIPENV_VERSION)
+	python3 -m venv $(TOOLS)/pipenv
+	$(TOOLS)/pipenv/bin/pip install --quiet pipenv==$(PIPENV_VERSION)
 
-$(SETUP_STAMP): Pipfile.lock | $(PIPENV)
-	$(PIPENV) sync --dev
+$(UV):
+	python3 -m venv $(TOOLS)/uv
+	$(TOOLS)/uv/bin/pip install --quiet uv==$(UV_VERSION)
+
+$(LOCKED_REQUIREMENTS): Pipfile.lock | $(PIPENV)
+	mkdir -p $(dir $@)
+	$(PIPENV) requirements --hash --categories "packages training dev-packages" > $@.tmp
+	mv $@.tmp $@
+
+$(SETUP_STAMP): $(LOCKED_REQUIREMENTS) | $(UV)
+	[ -x $(PYTHON) ] || $(UV) venv --quiet --python python3 .venv
+	$(UV) pip sync --quiet --python $(PYTHON) --require-hashes $(LOCKED_REQUIREMENTS)
 	touch $@
 
 $(NODE_STAMP): package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-setup: $(SETUP_STAMP) $(NODE_STAMP)
-
-lint: $(SETUP_STAMP)
-	.venv/bin/ruff check .
-	.venv/bin/ruff format --check .
-	.venv/bin/mypy
-
 $(CHECKOV): tools/checkov-requirements.txt
-	python3 -m venv .cache/tools/checkov
-	.cache/tools/checkov/bin/pip install --quiet -r tools/checkov-requirements.txt
+	python3 -m venv $(TOOLS)/checkov
+	$(TOOLS)/checkov/bin/pip install --quiet -r tools/checkov-requirements.txt
 	touch $@
 
-synth: $(SETUP_STAMP)
+$(ACTIONLINT): tools/actionlint-requirements.txt
+	python3 -m venv --clear $(ACTIONLINT_VENV)
+	$(ACTIONLINT_VENV)/bin/pip install --quiet --only-binary=:all: -r tools/actionlint-requirements.txt
+	cp tools/actionlint-requirements.txt $(ACTIONLINT_VENV)/.requirements
+	touch $@
+
+setup: $(SETUP_STAMP) $(NODE_STAMP)  ## install the Python (uv from Pipfile.lock) and npm environments
+
+# --- the API --------------------------------------------------------------------------------------------------------
+$(DEMO_DATA): api/training/synthetic.py | $(SETUP_STAMP)
+	$(PYTHON) -m api.training.synthetic --out $@ --users 5000 --items 3000 --segments 12 --seed 7
+
+# Retrained only when the data or the trainer changes; each training publishes a new version and switches current.
+$(DEMO_MODEL): $(DEMO_DATA) $(wildcard api/training/*.py api/model/*.py) | $(SETUP_STAMP)
+	$(PYTHON) -m api.training --interactions $(DEMO_DATA) --model-dir $(DEMO_MODEL_DIR) --factors 32 --iterations 15
+
+run: $(DEMO_MODEL) | $(SETUP_STAMP)  ## train the demo model and serve the API on localhost:8080
+	@echo
+	@echo "Serving the demo model on http://$(RUN_BIND) (Ctrl-C stops). Try:"
+	@echo "  curl -s 'http://$(RUN_BIND)/v1/users/u0000042/recommendations?k=5'"
+	@echo "  curl -s 'http://$(RUN_BIND)/v1/users/someone-new/recommendations?k=5'"
+	@echo "  curl -s 'http://$(RUN_BIND)/v1/items/i0000007/similar?k=5'"
+	@echo "  curl -s -X POST -H 'Content-Type: application/json' -d '{\"recent_items\": [\"i0000007\", \"i0000011\"], \"k\": 5}' http://$(RUN_BIND)/v1/recommendations"
+	@echo "  curl -s -X POST -H 'Content-Type: application/json' -d '{\"user_ids\": [\"u0000001\", \"u0000002\"], \"k\": 3}' http://$(RUN_BIND)/v1/recommendations/batch"
+	@echo "  curl -s http://$(RUN_BIND)/v1/model"
+	@echo "  curl -s http://$(RUN_BIND)/openapi.json"
+	@echo
+	APP_BIND=$(RUN_BIND) APP_WORKERS=$(RUN_WORKERS) MODEL_DIR=$(CURDIR)/$(DEMO_MODEL_DIR) exec $(UWSGI) --ini api/uwsgi.ini
+
+bench: | $(SETUP_STAMP)  ## serving benchmarks: figures into bench/results (not tests)
+	$(PYTHON) -m bench.serving
+
+# --- checks ---------------------------------------------------------------------------------------------------------
+test: $(SETUP_STAMP) $(NODE_STAMP) $(CHECKOV) $(ACTIONLINT)  ## everything CI runs, stages overlapped, times printed
+	$(PYTHON) -m tools.check
+
+lint: $(SETUP_STAMP)  ## ruff, mypy and the import-linter architecture contracts
+	$(PYTHON) -m tools.check lint
+
+synth: $(SETUP_STAMP) $(NODE_STAMP)  ## synthesize every environment stack into cdktf.out/
 	$(PYTHON) -m tools.synth
 
-validate: synth
+validate: synth  ## terraform init + validate every synthesized stack (offline mirror when present)
 	$(PYTHON) -m tools.terraform validate
 
-checkov: synth $(CHECKOV)
+checkov: synth $(CHECKOV)  ## checkov over the synthesized stacks
 	$(CHECKOV) --config-file .checkov.yaml -d cdktf.out/stacks
 
-pytest: $(SETUP_STAMP) $(NODE_STAMP)
-	$(PYTHON) -m pytest
+pytest: $(SETUP_STAMP) $(NODE_STAMP) $(ACTIONLINT)  ## the pytest suite, in parallel
+	$(PYTHON) -m tools.check pytest
 
-test: lint validate checkov pytest
+actionlint: $(ACTIONLINT)  ## lint .github/workflows (actionlint + shellcheck, own tool environment)
+	$(ACTIONLINT) -no-color -shellcheck $(ACTIONLINT_VENV)/bin/shellcheck .github/workflows/*.yml
 
-include api/api.mk
--include deploy.mk
+# --- deploy ---------------------------------------------------------------------------------------------------------
+deploy-local: $(SETUP_STAMP) $(NODE_STAMP)  ## apply the dev stack to moto on 127.0.0.1, check, destroy (KEEP=1 keeps it)
+	$(PYTHON) -m tools.deploy_local deploy $(if $(filter 1 yes true,$(KEEP)),--keep,)
+
+destroy-local: $(SETUP_STAMP)  ## destroy a deployment kept with KEEP=1 and stop its moto_server
+	$(PYTHON) -m tools.deploy_local destroy

@@ -15,6 +15,14 @@ READINESS_PATH: Final = "/health/ready"
 # mounts the EFS access point (read-only) inside the container.
 MODEL_DIR_ENV: Final = "MODEL_DIR"
 CONTAINER_MODEL_DIR: Final = "/mnt/models"
+# The symlink inside the model directory that names the version to serve; the trainer switches it atomically.
+CURRENT_POINTER: Final = "current"
+
+# Number of uWSGI workers: the task definition sets it from the task's vCPUs, uwsgi.ini reads it.
+WORKERS_ENV: Final = "APP_WORKERS"
+
+# The container health check (task definition `healthCheck`); the image runs it with its own Python.
+HEALTHCHECK_COMMAND: Final = ("python", "-m", "api.serving.healthcheck")
 
 # The image's non-root user; the EFS access point's POSIX user and the task definition's `user` use the same ids.
 APP_UID: Final = 10001

@@ -10,10 +10,11 @@ from typing import Any
 
 import psutil
 
-from api.model_format import CURRENT_POINTER, MANIFEST_NAME, switch_current
+from api.contract import CURRENT_POINTER
+from api.model.format import MANIFEST_NAME, switch_current
 from bench.loadgen import run_step
 from bench.model import model_bytes
-from bench.server import RESULTS, free_port, start_uwsgi, stop, user_paths
+from bench.server import RESULTS, start_uwsgi, stop, user_paths
 
 MEMORY_WORKERS = (1, 2, 4)
 SWAP_WORKERS = 2
@@ -50,8 +51,8 @@ def _touch_model(port: int, users: int) -> None:
 
 
 def memory_run(models: Path, users: int, workers: int, log: Path) -> dict[str, Any]:
-    port = free_port()
-    server = start_uwsgi(models, port, workers, log)
+    server = start_uwsgi(models, workers, log)
+    port = server.port
     try:
         _touch_model(port, users)
         pss, _ = memory_snapshot(server.pid)
@@ -103,7 +104,7 @@ def _wait_for_version(port: int, master_pid: int, version_dir: Path, users: int)
 
 
 def swap_memory_run(models: Path, users: int, workers: int, log: Path) -> dict[str, Any]:
-    """PSS before and after the workers swap in a new version (api/swap.py), under load both times.
+    """PSS before and after the workers swap in a new version (api/serving/swap.py), under load both times.
 
     The extra PSS per worker is the mean rise of a worker's PSS, as a share of the bytes of one version on disk.
     """
@@ -116,8 +117,8 @@ def swap_memory_run(models: Path, users: int, workers: int, log: Path) -> dict[s
         (root / serving.name).symlink_to(serving, target_is_directory=True)
         _copy_version(serving, root / SWAP_VERSION, SWAP_VERSION)
         switch_current(root, serving.name)
-        port = free_port()
-        server = start_uwsgi(root, port, workers, log)
+        server = start_uwsgi(root, workers, log)
+        port = server.port
         try:
             _touch_model(port, users)
             before, uss_before = memory_snapshot(server.pid)

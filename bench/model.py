@@ -2,7 +2,7 @@
 
 Item and user vectors are drawn around shared cluster centres (as ALS factors of segmented users are), with a
 log-normal spread of norms; each user has a few seen items; popularity is a random power law. The ANN index is built
-and its recall@10 against exact scoring measured exactly as the trainer does (api.train.build_ann).
+and its recall@10 against exact scoring measured exactly as the trainer does (api.training.cli.build_ann).
 """
 
 import json
@@ -13,10 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from api.ann import INDEX_SPECS
-from api.model_format import CURRENT_POINTER, MANIFEST_NAME, ModelArrays, assemble_arrays, publish_model
-from api.synthetic import item_id, user_id
-from api.train import build_ann
+from api.contract import CURRENT_POINTER
+from api.model.ann import INDEX_SPECS
+from api.model.format import MANIFEST_NAME, ModelArrays, assemble_arrays, publish_model
+from api.training.cli import build_ann
+from api.training.synthetic import item_id, user_id
 
 CLUSTERS = 200
 SEEN_PER_USER = 5

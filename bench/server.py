@@ -1,20 +1,15 @@
 """The uWSGI server under test and the requests sent to it: start on a free loopback port, wait until ready, stop."""
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import psutil
-import requests
 
-from api.contract import MODEL_DIR_ENV, READINESS_PATH
-from api.synthetic import user_id
+from api.contract import READINESS_PATH
+from api.training.synthetic import user_id
+from tools.testkit import uwsgi
+from tools.testkit.uwsgi import Uwsgi
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -24,77 +19,31 @@ UNKNOWN_SHARE = 0.1
 LOG_TAIL_LINES = 2_000
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @dataclass(frozen=True)
 class Server:
-    process: subprocess.Popen[bytes]
-    # Keeps the last lines of the server's output and writes them to the log file when the server exits.
-    log_tail: subprocess.Popen[bytes]
+    uwsgi: Uwsgi
     ready_seconds: float
 
     @property
     def pid(self) -> int:
-        return self.process.pid
+        return self.uwsgi.pid
+
+    @property
+    def port(self) -> int:
+        return self.uwsgi.port
 
 
-def start_uwsgi(models: Path, port: int, workers: int, log: Path, extra_env: dict[str, str] | None = None) -> Server:
-    """uWSGI on loopback, its output through a pipe as in production (to the log router), not into a file.
-
-    The app logs a line per request. Written to a file on this machine's ext4, those writes stalled workers now and
-    then (journal commits): at 1,900 req/s p99/p50 averaged 2.87 against 2.54 with the log in memory, 8 steps each.
-    """
-    env = {
-        **os.environ,
-        "APP_BIND": f"127.0.0.1:{port}",
-        "APP_WORKERS": str(workers),
-        MODEL_DIR_ENV: str(models),
-        **(extra_env or {}),
-    }
-    started = time.monotonic()
-    with log.open("wb") as sink:
-        log_tail = subprocess.Popen(["tail", "-n", str(LOG_TAIL_LINES)], stdin=subprocess.PIPE, stdout=sink)
-    assert log_tail.stdin is not None
-    process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("uwsgi")), "--ini", str(ROOT / "api" / "uwsgi.ini")],
-        cwd=ROOT,
-        env=env,
-        stdout=log_tail.stdin,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    log_tail.stdin.close()  # uWSGI holds the only write end: its exit ends `tail`
+def start_uwsgi(models: Path, workers: int, log: Path, extra_env: dict[str, str] | None = None) -> Server:
+    """uWSGI on loopback until ready, its output through a pipe as in production (to the log router)."""
+    server = uwsgi.start(models, log, workers=workers, extra_env=extra_env, tail_lines=LOG_TAIL_LINES)
     try:
-        while time.monotonic() - started < 60:
-            if process.poll() is not None:
-                log_tail.wait(timeout=10)
-                raise SystemExit(f"uWSGI exited {process.returncode}; see {log}")
-            try:
-                if requests.get(f"http://127.0.0.1:{port}{READINESS_PATH}", timeout=0.5).status_code == 200:
-                    return Server(process, log_tail, time.monotonic() - started)
-            except requests.RequestException:  # refused before the router binds; no answer before the workers exist
-                time.sleep(0.02)
-    except BaseException:
-        stop(Server(process, log_tail, 0.0))
-        raise
-    stop(Server(process, log_tail, 0.0))
-    raise SystemExit(f"uWSGI not ready after 60 s; see {log}")
+        return Server(server, uwsgi.wait_until_answers(server, READINESS_PATH))
+    except AssertionError as error:
+        raise SystemExit(f"{error}; see {log}") from None
 
 
 def stop(server: Server) -> None:
-    process = server.process
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-    server.log_tail.wait(timeout=10)
+    uwsgi.stop(server.uwsgi)
 
 
 def user_paths(users: int, count: int, seed: int = 0) -> list[str]:

@@ -25,14 +25,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from api.config import ANSWER_CACHE_SIZE_ENV
 from api.contract import LIVENESS_PATH
-from api.loader import load_model
+from api.model.loader import load_model
+from api.serving.config import ANSWER_CACHE_SIZE_ENV
 from bench.loadgen import StepResult, find_max, run_step, sustained, warm_up
 from bench.memory import MEMORY_WORKERS, SWAP_WORKERS, memory_run, swap_memory_run
 from bench.model import cached_model, manifest_of, model_bytes
 from bench.report import TAIL_FRACTION, machine, plot, print_summary, target_verdicts
-from bench.server import RESULTS, ROOT, cpu_seconds, free_port, start_uwsgi, stop, user_paths
+from bench.server import RESULTS, ROOT, cpu_seconds, start_uwsgi, stop, user_paths
 
 MODEL_CACHE = RESULTS / "models"
 TAIL_REPEATS = 3
@@ -95,8 +95,8 @@ def uncached_cpu_per_request(
     models: Path, workers: int, paths: list[str], *, rate: float, seconds: float, log: Path
 ) -> dict[str, float]:
     """The same measurement on a server without the answer cache: what the index search and the rest cost."""
-    port = free_port()
-    server = start_uwsgi(models, port, workers, log, {ANSWER_CACHE_SIZE_ENV: "0"})
+    server = start_uwsgi(models, workers, log, {ANSWER_CACHE_SIZE_ENV: "0"})
+    port = server.port
     try:
         warm_up("127.0.0.1", port, paths)
         return cpu_per_request(port, server.pid, paths, rate, seconds)
@@ -105,8 +105,8 @@ def uncached_cpu_per_request(
 
 
 def load_run(models: Path, users: int, workers: int, *, seconds: float, max_steps: int, log: Path) -> dict[str, Any]:
-    port = free_port()
-    server = start_uwsgi(models, port, workers, log)
+    server = start_uwsgi(models, workers, log)
+    port = server.port
     try:
         paths = user_paths(users, 20_000)
         warm_up("127.0.0.1", port, paths)

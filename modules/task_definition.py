@@ -22,14 +22,16 @@ from api.contract import (
     APP_PORT,
     APP_UID,
     CONTAINER_MODEL_DIR,
+    HEALTHCHECK_COMMAND,
     MODEL_DIR_ENV,
     SHUTDOWN_GRACE_SECONDS,
+    WORKERS_ENV,
     WRITABLE_PATHS,
 )
 from modules.config import FARGATE_MEMORY
-from modules.contracts import ROUTER
 from modules.errors import Problems
 from modules.iam import AwsContext, assume_role_policy, policy, statement
+from modules.router_contract import ROUTER
 
 APP_CONTAINER = ROUTER.app_container_name
 ROUTER_CONTAINER = "log-router"
@@ -132,7 +134,7 @@ def app_container(props: AppTaskProps) -> dict[str, Any]:
         "environment": sorted(
             [
                 {"name": MODEL_DIR_ENV, "value": CONTAINER_MODEL_DIR},
-                {"name": "APP_WORKERS", "value": str(props.effective_workers)},
+                {"name": WORKERS_ENV, "value": str(props.effective_workers)},
             ],
             key=lambda e: e["name"],
         ),
@@ -142,7 +144,7 @@ def app_container(props: AppTaskProps) -> dict[str, Any]:
         ],
         "linuxParameters": {"initProcessEnabled": True},
         "healthCheck": {
-            "command": ["CMD", "python", "-m", "api.healthcheck"],
+            "command": ["CMD", *HEALTHCHECK_COMMAND],
             "interval": 10,
             "timeout": 5,
             "retries": 3,

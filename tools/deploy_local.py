@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from tools import emulator
-from tools.moto_server import MotoServer, group_alive, stop_group
+from tools.moto_server import MotoServer
 from tools.terraform import ROOT, TerraformSetupError
 from tools.terraform import environment as terraform_environment
+from tools.testkit.processes import group_alive, stop_group
 
 STACK = "recsys-dev"
 WORKDIR = ROOT / ".cache" / "deploy-local"

@@ -13,8 +13,6 @@ moto accepts but does not keep are not patched: they are documented gaps (tools/
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +21,8 @@ from types import TracebackType
 from typing import Any
 
 import requests
+
+from tools.testkit.processes import free_port, stop_group
 
 HOST = "127.0.0.1"
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,40 +125,6 @@ def inject_ecs_rollback(flag: Path) -> None:
 
 class MotoStartError(RuntimeError):
     """moto_server did not come up; the message names its log."""
-
-
-def free_port() -> int:
-    """A port nothing listens on right now (the kernel's pick on loopback)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def stop_group(process: "subprocess.Popen[Any]", grace: float = 10.0) -> None:
-    """SIGTERM the process group `process` leads, then SIGKILL what is left after `grace` seconds."""
-    if process.poll() is not None:
-        return
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class MotoServer:

@@ -7,10 +7,10 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from api.app import create_app
-from api.config import ApiConfig
-from api.synthetic import SyntheticSpec, generate, write
-from api.train import AlsParameters, TrainResult, train
+from api.serving.app import create_app
+from api.serving.config import ApiConfig
+from api.training.cli import AlsParameters, TrainResult, train
+from api.training.synthetic import SyntheticSpec, generate, write
 from tests.api.openapi_client import OpenApiCheckingClient
 
 TINY = SyntheticSpec(users=1_500, items=600, segments=8, mean_interactions=20.0, seed=11)

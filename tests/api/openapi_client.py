@@ -7,8 +7,8 @@ from openapi_schema_validator import OAS31Validator, validate
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.test import TestResponse
 
-from api.openapi import openapi_document
-from api.responses import STATE_KEY
+from api.serving.openapi import openapi_document
+from api.serving.state import STATE_KEY
 
 
 def flask_rule_to_openapi(rule: str) -> str:

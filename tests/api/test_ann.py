@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 from flask import Flask
 
-from api import ann
-from api.app import create_app
-from api.config import ApiConfig
-from api.loader import ModelLoadError, load_model
-from api.model_format import MANIFEST_NAME
-from api.recommender import NOTHING, Recommender
-from api.responses import ServingState
-from api.swap import ModelWatcher
-from api.synthetic import SyntheticSpec, generate, user_id, write
-from api.train import AlsParameters, TrainResult, train
+from api.model import ann
+from api.model.format import MANIFEST_NAME
+from api.model.loader import ModelLoadError, load_model
+from api.serving.app import create_app
+from api.serving.config import ApiConfig
+from api.serving.recommender import NOTHING, Recommender
+from api.serving.state import ServingState
+from api.serving.swap import ModelWatcher
+from api.training.cli import AlsParameters, TrainResult, train
+from api.training.synthetic import SyntheticSpec, generate, user_id, write
 from tests.api.test_loader import copy_model
 from tests.api.test_model_swap import publish_copy
 

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 from flask import Flask
 
-from api.app import create_app
-from api.cache import LruCache
-from api.config import ApiConfig
-from api.model_format import array_file
-from api.responses import STATE_KEY, ServingState
-from api.swap import ModelWatcher
-from api.synthetic import user_id
+from api.model.format import array_file
+from api.serving.app import create_app
+from api.serving.cache import LruCache
+from api.serving.config import ApiConfig
+from api.serving.state import STATE_KEY, ServingState
+from api.serving.swap import ModelWatcher
+from api.training.synthetic import user_id
 from tests.api.test_loader import copy_model, update_checksum
 from tests.api.test_model_swap import publish_copy
 

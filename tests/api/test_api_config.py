@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from api.config import (
+from api.contract import MODEL_DIR_ENV
+from api.serving.config import (
     ANN_MIN_ITEMS_ENV,
     ANSWER_CACHE_SIZE_ENV,
     DEFAULT_ANN_MIN_ITEMS,
@@ -12,9 +13,8 @@ from api.config import (
     DEFAULT_MODEL_POLL_SECONDS,
     MODEL_POLL_SECONDS_ENV,
     ApiConfig,
-    ConfigError,
+    SettingError,
 )
-from api.contract import MODEL_DIR_ENV
 
 
 def test_unset_variables_take_the_defaults() -> None:
@@ -41,7 +41,7 @@ def test_set_variables_are_used() -> None:
     ],
 )
 def test_an_unusable_value_names_the_variable_and_the_fix(name: str, raw: str, kind: str) -> None:
-    with pytest.raises(ConfigError) as error:
+    with pytest.raises(SettingError) as error:
         ApiConfig.from_env({name: raw})
     message = str(error.value)
     assert message.startswith(f"{name}={raw!r} is not {kind} >= 0; set it to one (default ")

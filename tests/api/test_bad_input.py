@@ -7,9 +7,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from api.config import ApiConfig
-from api.recommender import Recommender
-from api.responses import STATE_KEY
+from api.serving.config import ApiConfig
+from api.serving.recommender import Recommender
+from api.serving.state import STATE_KEY
 
 USER = "/v1/users/u0000001/recommendations"
 SIMILAR = "/v1/items/i0000003/similar"

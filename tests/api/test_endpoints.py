@@ -7,10 +7,10 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from api.app import create_app
-from api.config import ApiConfig
-from api.recommender import Recommender
-from api.responses import STATE_KEY
+from api.serving.app import create_app
+from api.serving.config import ApiConfig
+from api.serving.recommender import Recommender
+from api.serving.state import STATE_KEY
 from tests.api.openapi_client import OpenApiCheckingClient
 
 KNOWN_USER = "u0000001"

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from api.loader import ModelLoadError, load_model
-from api.model_format import CURRENT_POINTER, MANIFEST_NAME, array_file, publish_model, sha256_of
+from api.contract import CURRENT_POINTER
+from api.model.format import MANIFEST_NAME, array_file, publish_model, sha256_of
+from api.model.loader import ModelLoadError, load_model
 
 
 def copy_model(model_root: Path, tmp_path: Path) -> Path:

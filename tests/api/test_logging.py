@@ -8,7 +8,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from api.contract import LOG_BASE_FIELDS, LOG_LEVELS, LOG_REQUEST_FIELDS
-from api.responses import STATE_KEY
+from api.serving.state import STATE_KEY
 
 
 def request_records(output: str) -> list[dict[str, Any]]:

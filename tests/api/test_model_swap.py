@@ -12,16 +12,16 @@ from pathlib import Path
 import psutil
 import pytest
 
-from api.config import ApiConfig
-from api.loader import load_model
-from api.logs import APP_LOGGER
-from api.model_format import MANIFEST_NAME, array_file, switch_current
-from api.recommender import Recommender
-from api.responses import ServingState
-from api.swap import ModelWatcher
-from tests.api.steady_load import SteadyLoad
+from api.model.format import MANIFEST_NAME, array_file, switch_current
+from api.model.loader import load_model
+from api.serving.config import ApiConfig
+from api.serving.logs import APP_LOGGER
+from api.serving.recommender import Recommender
+from api.serving.state import ServingState
+from api.serving.swap import ModelWatcher
 from tests.api.test_loader import copy_model
-from tests.api.uwsgi_process import running
+from tools.testkit.load import SteadyLoad
+from tools.testkit.uwsgi import running
 
 PATHS = [f"/v1/users/u{index:07d}/recommendations?k=5" for index in range(200)]
 

@@ -4,7 +4,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from openapi_spec_validator import validate
 
-from api.config import ApiConfig
+from api.serving.config import ApiConfig
 from tests.api.openapi_client import flask_rule_to_openapi
 
 

@@ -17,6 +17,7 @@ from api.contract import (
     KEEPALIVE_TIMEOUT_SECONDS,
     MODEL_DIR_ENV,
     SHUTDOWN_GRACE_SECONDS,
+    WORKERS_ENV,
 )
 
 API = Path(__file__).resolve().parents[2] / "api"
@@ -53,7 +54,7 @@ def test_uwsgi_binds_the_contract_port_with_the_keep_alive_http_router() -> None
 
 
 def test_uwsgi_shuts_down_gracefully_within_the_contract_grace() -> None:
-    # SIGTERM goes to the drain mule (api/drain.py), which asks the master for the graceful shutdown via its FIFO.
+    # SIGTERM goes to the drain mule (api/serving/drain.py); it asks the master for the graceful shutdown (FIFO).
     assert ini_value("hook-master-start") == "unix_signal:15 uwsgi_route_signal"
     assert ini_value("mules") == "1"
     assert all(path.startswith("/tmp/") for path in ini_values("master-fifo"))
@@ -66,13 +67,13 @@ def test_uwsgi_loads_the_model_in_the_master_and_fails_without_an_app() -> None:
     for flag in ("master", "need-app", "strict"):
         assert ini_value(flag) == "true"
     assert ini_value("lazy-apps") == "false"
-    assert ini_value("module") == "api.wsgi:application"
+    assert ini_value("module") == "api.serving.wsgi:application"
 
 
 def test_uwsgi_runs_single_threaded_blas_and_bounded_workers() -> None:
     assert {"OPENBLAS_NUM_THREADS=1", "OMP_NUM_THREADS=1", "MKL_NUM_THREADS=1"} <= set(ini_values("env"))
     pairs = ini_pairs()
-    assert pairs[pairs.index(("if-env", "APP_WORKERS")) + 1] == ("workers", "%(_)")
+    assert pairs[pairs.index(("if-env", WORKERS_ENV)) + 1] == ("workers", "%(_)")
     assert int(ini_value("max-requests")) > 0
     assert int(ini_value("max-requests-delta")) > 0
     assert int(ini_value("listen")) >= 128

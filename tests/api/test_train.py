@@ -8,11 +8,11 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pytest
 
-from api import train as train_cli
-from api.interactions import InteractionsError, read_interactions
-from api.loader import load_model
-from api.synthetic import SyntheticSpec, generate, write
-from api.train import TrainResult
+from api.model.loader import load_model
+from api.training import cli as train_cli
+from api.training.cli import TrainResult
+from api.training.interactions import InteractionsError, read_interactions
+from api.training.synthetic import SyntheticSpec, generate, write
 
 
 def test_trainer_beats_the_popularity_baseline_on_synthetic_data(trained: TrainResult) -> None:

@@ -13,12 +13,13 @@ import psutil
 import pytest
 import requests
 
-from api.config import ANSWER_CACHE_SIZE_ENV
 from api.contract import SHUTDOWN_GRACE_SECONDS
-from api.healthcheck import probe
-from tests.api.steady_load import SteadyLoad
+from api.serving.config import ANSWER_CACHE_SIZE_ENV
+from api.serving.healthcheck import probe
 from tests.api.test_loader import _flip_a_byte, _garbage_array, _remove_pointer, copy_model
-from tests.api.uwsgi_process import free_port, kill, running, start
+from tools.testkit.load import SteadyLoad
+from tools.testkit.processes import free_port
+from tools.testkit.uwsgi import kill, running, start
 
 pytestmark = pytest.mark.slow
 RECOMMEND = "/v1/users/u0000001/recommendations?k=5"

@@ -23,7 +23,7 @@ import boto3
 import pytest
 
 from api.contract import APP_PORT, CONTAINER_MODEL_DIR, READINESS_PATH
-from modules.contracts import ROUTER
+from modules.router_contract import ROUTER
 from tools import emulator
 from tools.deploy_local import STACK, DeployStepError, LocalDeployment, check_second_plan, synthesize
 from tools.moto_server import MotoServer

@@ -10,7 +10,8 @@ from typing import Any
 import boto3
 import pytest
 
-from tools.moto_server import HOST, MOTO_PATCHES, MotoServer, group_alive
+from tools.moto_server import HOST, MOTO_PATCHES, MotoServer
+from tools.testkit.processes import group_alive
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 

@@ -3,7 +3,7 @@
 import json
 
 from api.contract import APP_PORT
-from modules.contracts import ROUTER
+from modules.router_contract import ROUTER
 from tests.infra.helpers import Synth, named, only, ref, resources
 
 

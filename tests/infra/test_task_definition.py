@@ -14,7 +14,7 @@ from api.contract import (
     SHUTDOWN_GRACE_SECONDS,
     WRITABLE_PATHS,
 )
-from modules.contracts import ROUTER
+from modules.router_contract import ROUTER
 from tests.infra.conftest import IMAGE_TAG
 from tests.infra.helpers import Synth, containers, only, ref, role_policy
 
@@ -78,7 +78,7 @@ def test_app_logs_through_firelens_and_waits_for_a_healthy_router(dev: Synth) ->
 
 def test_app_health_check_probes_liveness_after_the_model_load(dev: Synth) -> None:
     check = containers(dev)[ROUTER.app_container_name]["healthCheck"]
-    assert check["command"] == ["CMD", "python", "-m", "api.healthcheck"]
+    assert check["command"] == ["CMD", "python", "-m", "api.serving.healthcheck"]
     assert check["startPeriod"] == 60
     assert check["timeout"] < check["interval"]
 

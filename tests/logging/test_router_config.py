@@ -283,7 +283,7 @@ def request_line(level: str, path: str, status: int = 200) -> str:
 CLOUDWATCH = output_named("cloudwatch_logs").get("alias")
 S3 = output_named("s3").get("alias")
 NON_URGENT_LEVELS = [level for level in LOG_LEVELS if level not in URGENT_LOG_LEVELS]
-TRACEBACK_LINE = 'Traceback (most recent call last):  File "/app/api/app.py", line 42, in <module>'
+TRACEBACK_LINE = 'Traceback (most recent call last):  File "/app/api/serving/app.py", line 42, in <module>'
 
 
 # --- [SERVICE] -----------------------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ APP = str(CONTRACT["app_container_name"])
 TASK_ID = "0123456789abcdef0123456789abcdef"
 APP_TAG = f"{APP}-firelens-{TASK_ID}"
 APP_TIME = datetime(2026, 5, 1, 12, 0, 0, 123000, tzinfo=UTC)
-TRACEBACK_LINE = 'Traceback (most recent call last):  File "/app/api/app.py", line 42, in <module>'
+TRACEBACK_LINE = 'Traceback (most recent call last):  File "/app/api/serving/app.py", line 42, in <module>'
 
 
 # --- a msgpack writer for the forward protocol (maps, arrays, strings, ints, floats, EventTime) ----------------------

@@ -1,6 +1,6 @@
 """Training CLI: interactions -> implicit ALS -> a new published model version.
 
-python -m api.train --interactions data/interactions.parquet --model-dir models
+python -m api.training --interactions data/interactions.parquet --model-dir models
 """
 
 import argparse
@@ -17,10 +17,10 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 from threadpoolctl import threadpool_limits
 
-from api import ann
-from api.evaluation import K, ScoreRows, evaluable_users, new_items_only, ranking_scores
-from api.interactions import DEFAULT_EVENT_WEIGHTS, Interactions, InteractionsError, read_interactions
-from api.model_format import ModelArrays, assemble_arrays, publish_model
+from api.model import ann
+from api.model.format import ModelArrays, assemble_arrays, publish_model
+from api.training.evaluation import K, ScoreRows, evaluable_users, new_items_only, ranking_scores
+from api.training.interactions import DEFAULT_EVENT_WEIGHTS, Interactions, InteractionsError, read_interactions
 
 MAX_EVALUATED_USERS = 5_000
 
@@ -216,7 +216,9 @@ def _event_weights(text: str) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> None:
     defaults = AlsParameters()
-    parser = argparse.ArgumentParser(prog="python -m api.train", description="Train ALS and publish a model version.")
+    parser = argparse.ArgumentParser(
+        prog="python -m api.training", description="Train ALS and publish a model version."
+    )
     parser.add_argument(
         "--interactions", type=Path, required=True, help=".csv or .parquet: user_id, item_id, timestamp"
     )
@@ -263,7 +265,3 @@ def main(argv: list[str] | None = None) -> None:
     except (InteractionsError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-
-
-if __name__ == "__main__":
-    main()

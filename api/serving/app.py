@@ -8,21 +8,14 @@ import uuid
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
-from api.config import ApiConfig
-from api.loader import load_model
-from api.logs import APP_LOGGER, REQUEST_LOGGER, configure_logging
-from api.recommender import Recommender
-from api.responses import (
-    STATE_KEY,
-    ModelUnavailableError,
-    ServingState,
-    UnknownItemError,
-    error_response,
-    model_version,
-    serving_state,
-)
-from api.routes import blueprint
-from api.validation import InvalidRequestError
+from api.model.loader import load_model
+from api.serving.config import ApiConfig
+from api.serving.logs import APP_LOGGER, REQUEST_LOGGER, configure_logging, request_fields
+from api.serving.recommender import Recommender
+from api.serving.responses import ModelUnavailableError, UnknownItemError, error_response
+from api.serving.routes import blueprint
+from api.serving.state import STATE_KEY, ServingState, model_version, serving_state
+from api.serving.validation import InvalidRequestError
 
 # Accept the caller's id when it is printable and short; otherwise a fresh one, so logs stay parseable.
 REQUEST_ID_PATTERN = re.compile(r"[\x21-\x7e]{1,200}")
@@ -73,14 +66,14 @@ def _finish_request(response: Response) -> Response:
         request.method,
         request.path,
         response.status_code,
-        extra={
-            "request_id": g.request_id,
-            "method": request.method,
-            "path": request.path,
-            "status": response.status_code,
-            "duration_ms": duration_ms,
-            "model_version": version,
-        },
+        extra=request_fields(
+            request_id=g.request_id,
+            method=request.method,
+            path=request.path,
+            status=response.status_code,
+            duration_ms=duration_ms,
+            model_version=version,
+        ),
     )
     return response
 

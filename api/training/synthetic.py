@@ -83,7 +83,7 @@ def write(table: pa.Table, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     defaults = SyntheticSpec()
-    parser = argparse.ArgumentParser(prog="python -m api.synthetic", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m api.training.synthetic", description=__doc__)
     parser.add_argument("--out", type=Path, required=True, help="output file, .csv or .parquet")
     parser.add_argument("--users", type=int, default=defaults.users)
     parser.add_argument("--items", type=int, default=defaults.items)

@@ -6,7 +6,7 @@ from typing import Any
 
 from werkzeug.datastructures import MultiDict
 
-from api.config import ApiConfig
+from api.serving.config import ApiConfig
 
 TRUE_WORDS = frozenset({"true", "1", "yes"})
 FALSE_WORDS = frozenset({"false", "0", "no"})
@@ -14,7 +14,7 @@ MAX_ID_LENGTH = 256
 
 
 @dataclass
-class Problems:
+class FieldProblems:
     details: list[dict[str, str]] = field(default_factory=list)
 
     def add(self, name: str, message: str) -> None:
@@ -22,12 +22,12 @@ class Problems:
 
 
 class InvalidRequestError(Exception):
-    def __init__(self, problems: Problems) -> None:
+    def __init__(self, problems: FieldProblems) -> None:
         super().__init__("invalid request")
         self.details = problems.details
 
 
-def parse_k(raw: Any, config: ApiConfig, name: str, problems: Problems) -> int:
+def parse_k(raw: Any, config: ApiConfig, name: str, problems: FieldProblems) -> int:
     """k defaults to `default_k` and is capped (not rejected) at `max_k`; the response reports the k used."""
     if raw is None:
         return config.default_k
@@ -46,7 +46,7 @@ def parse_k(raw: Any, config: ApiConfig, name: str, problems: Problems) -> int:
     return min(value, config.max_k)
 
 
-def parse_flag(raw: Any, name: str, problems: Problems, *, default: bool) -> bool:
+def parse_flag(raw: Any, name: str, problems: FieldProblems, *, default: bool) -> bool:
     if raw is None:
         return default
     if isinstance(raw, bool):
@@ -57,7 +57,7 @@ def parse_flag(raw: Any, name: str, problems: Problems, *, default: bool) -> boo
     return default
 
 
-def parse_id_list(raw: Any, name: str, limit: int, problems: Problems, *, required: bool = False) -> list[str]:
+def parse_id_list(raw: Any, name: str, limit: int, problems: FieldProblems, *, required: bool = False) -> list[str]:
     if raw is None:
         if required:
             problems.add(name, "is required")
@@ -74,24 +74,24 @@ def parse_id_list(raw: Any, name: str, limit: int, problems: Problems, *, requir
     return raw
 
 
-def query_exclude(args: MultiDict[str, str], config: ApiConfig, problems: Problems) -> list[str]:
+def query_exclude(args: MultiDict[str, str], config: ApiConfig, problems: FieldProblems) -> list[str]:
     """`exclude` accepts comma-separated ids, repeated or not."""
     ids = [value for raw in args.getlist("exclude") for value in raw.split(",") if value]
     return parse_id_list(ids, "exclude", config.max_exclude_items, problems)
 
 
-def reject_unknown(names: Any, allowed: frozenset[str], kind: str, problems: Problems) -> None:
+def reject_unknown(names: Any, allowed: frozenset[str], kind: str, problems: FieldProblems) -> None:
     for name in sorted(set(names) - allowed):
         problems.add(name, f"unknown {kind}; allowed: {', '.join(sorted(allowed))}")
 
 
-def json_object(body: Any, problems: Problems) -> Mapping[str, Any]:
+def json_object(body: Any, problems: FieldProblems) -> Mapping[str, Any]:
     if not isinstance(body, dict):
         problems.add("body", "must be a JSON object (Content-Type: application/json)")
         raise InvalidRequestError(problems)
     return body
 
 
-def raise_if_any(problems: Problems) -> None:
+def raise_if_any(problems: FieldProblems) -> None:
     if problems.details:
         raise InvalidRequestError(problems)

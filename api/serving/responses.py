@@ -1,22 +1,11 @@
-"""Response helpers and the serving state shared by the app factory and the routes."""
+"""JSON responses and the errors the routes raise for the app factory's handlers to answer."""
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from flask import Response, current_app, g
 
-from api.config import ApiConfig
-from api.recommender import Recommender
-
-STATE_KEY = "recsys"
-
-
-@dataclass
-class ServingState:
-    config: ApiConfig
-    # None only while no model is loaded (readiness reports it); a later model swap replaces it here.
-    recommender: Recommender | None
+from api.serving.state import model_version
 
 
 class ModelUnavailableError(Exception):
@@ -27,16 +16,6 @@ class UnknownItemError(Exception):
     def __init__(self, item_id: str) -> None:
         super().__init__(item_id)
         self.item_id = item_id
-
-
-def serving_state() -> ServingState:
-    state: ServingState = current_app.extensions[STATE_KEY]
-    return state
-
-
-def model_version() -> str | None:
-    recommender = serving_state().recommender
-    return None if recommender is None else recommender.version
 
 
 def json_response(payload: dict[str, Any], status: int = 200) -> Response:

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from api.contract import SHUTDOWN_GRACE_SECONDS
-from api.logs import APP_LOGGER
+from api.serving.logs import APP_LOGGER
 
 # uWSGI signal number the master routes SIGTERM to (uwsgi_route_signal takes the unix number: 15).
 DRAIN_SIGNAL = 15

@@ -11,7 +11,7 @@ workers forked from the master would no longer share pages copy-on-write, and a 
 chain respawning a worker that cannot start. Here the arrays and the ANN index of a swapped-in version are
 memory-mapped (page cache shared by all workers), and a worker forked later (max-requests recycling) catches up
 before it accepts a request. Cost: a memory-mapped ANN index searches slower than the in-memory one the master
-loaded (api/ann.py), until the next deployment or restart loads the new version in the master.
+loaded (api/model/ann.py), until the next deployment or restart loads the new version in the master.
 """
 
 import logging
@@ -19,11 +19,11 @@ import os
 import threading
 from pathlib import Path
 
-from api.loader import ModelLoadError, load_model
-from api.logs import APP_LOGGER
-from api.model_format import CURRENT_POINTER
-from api.recommender import Recommender
-from api.responses import ServingState
+from api.contract import CURRENT_POINTER
+from api.model.loader import ModelLoadError, load_model
+from api.serving.logs import APP_LOGGER
+from api.serving.recommender import Recommender
+from api.serving.state import ServingState
 
 
 class ModelWatcher:

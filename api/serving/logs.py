@@ -6,7 +6,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from api.contract import LOG_REQUEST_FIELDS
+from api.contract import LOG_BASE_FIELDS, LOG_REQUEST_FIELDS
 
 REQUEST_LOGGER = "api.request"
 APP_LOGGER = "api"
@@ -14,18 +14,38 @@ APP_LOGGER = "api"
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
+        line: dict[str, Any] = dict(
+            zip(
+                LOG_BASE_FIELDS,
+                (
+                    datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+                    record.levelname,
+                    record.name,
+                    record.getMessage(),
+                ),
+                strict=True,
+            )
+        )
         for field in LOG_REQUEST_FIELDS:
             if hasattr(record, field):
                 line[field] = getattr(record, field)
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str)
+
+
+def request_fields(
+    *, request_id: str, method: str, path: str, status: int, duration_ms: float, model_version: str | None
+) -> dict[str, Any]:
+    """The request record's fields (contract LOG_REQUEST_FIELDS; tests/api/test_logging.py holds them equal)."""
+    return {
+        "request_id": request_id,
+        "method": method,
+        "path": path,
+        "status": status,
+        "duration_ms": duration_ms,
+        "model_version": model_version,
+    }
 
 
 class StdoutHandler(logging.Handler):

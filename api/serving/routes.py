@@ -7,12 +7,13 @@ from flask import Blueprint, Response, jsonify, request
 from numpy.typing import NDArray
 
 from api.contract import LIVENESS_PATH, READINESS_PATH
-from api.openapi import openapi_document
-from api.recommender import Recommender, Scored
-from api.responses import ModelUnavailableError, UnknownItemError, json_response, serving_state
-from api.validation import (
+from api.serving.openapi import openapi_document
+from api.serving.recommender import Recommender, Scored
+from api.serving.responses import ModelUnavailableError, UnknownItemError, json_response
+from api.serving.state import serving_state
+from api.serving.validation import (
     MAX_ID_LENGTH,
-    Problems,
+    FieldProblems,
     json_object,
     parse_flag,
     parse_id_list,
@@ -57,7 +58,7 @@ def model_metadata() -> Response:
 @blueprint.get("/v1/users/<user_id>/recommendations")
 def user_recommendations(user_id: str) -> Response:
     config = serving_state().config
-    problems = Problems()
+    problems = FieldProblems()
     reject_unknown(request.args.keys(), USER_QUERY, "query parameter", problems)
     _check_path_id(user_id, "user_id", problems)
     k = parse_k(request.args.get("k"), config, "k", problems)
@@ -72,7 +73,7 @@ def user_recommendations(user_id: str) -> Response:
 @blueprint.get("/v1/items/<item_id>/similar")
 def similar_items(item_id: str) -> Response:
     config = serving_state().config
-    problems = Problems()
+    problems = FieldProblems()
     reject_unknown(request.args.keys(), SIMILAR_QUERY, "query parameter", problems)
     _check_path_id(item_id, "item_id", problems)
     k = parse_k(request.args.get("k"), config, "k", problems)
@@ -90,7 +91,7 @@ def similar_items(item_id: str) -> Response:
 @blueprint.post("/v1/recommendations")
 def session_recommendations() -> Response:
     config = serving_state().config
-    problems = Problems()
+    problems = FieldProblems()
     body = json_object(request.get_json(silent=True), problems)
     reject_unknown(body.keys(), SESSION_BODY, "body field", problems)
     recent = parse_id_list(body.get("recent_items"), "recent_items", config.max_recent_items, problems, required=True)
@@ -114,7 +115,7 @@ def session_recommendations() -> Response:
 @blueprint.post("/v1/recommendations/batch")
 def batch_recommendations() -> Response:
     config = serving_state().config
-    problems = Problems()
+    problems = FieldProblems()
     body = json_object(request.get_json(silent=True), problems)
     reject_unknown(body.keys(), BATCH_BODY, "body field", problems)
     user_ids = parse_id_list(body.get("user_ids"), "user_ids", config.max_batch_users, problems, required=True)
@@ -160,6 +161,6 @@ def _items(recommender: Recommender, scored: Scored) -> list[dict[str, Any]]:
     return [{"item_id": item_id, "score": score} for item_id, score in zip(ids, scores, strict=True)]
 
 
-def _check_path_id(value: str, name: str, problems: Problems) -> None:
+def _check_path_id(value: str, name: str, problems: FieldProblems) -> None:
     if len(value) > MAX_ID_LENGTH:
         problems.add(name, f"must be at most {MAX_ID_LENGTH} characters")

@@ -11,7 +11,7 @@ from api.contract import CONTAINER_MODEL_DIR, MODEL_DIR_ENV
 ANN_MIN_ITEMS_ENV = "ANN_MIN_ITEMS"
 MODEL_POLL_SECONDS_ENV = "MODEL_POLL_SECONDS"
 ANSWER_CACHE_SIZE_ENV = "ANSWER_CACHE_SIZE"
-# Same default as the trainer's (api.ann.ANN_MIN_ITEMS); kept literal so this module stays free of faiss.
+# Same default as the trainer's (api.model.ann.ANN_MIN_ITEMS); kept literal so this module stays free of faiss.
 DEFAULT_ANN_MIN_ITEMS = 50_000
 DEFAULT_ANSWER_CACHE_SIZE = 4_096
 DEFAULT_MODEL_POLL_SECONDS = 1.0
@@ -20,7 +20,7 @@ DEFAULT_MODEL_POLL_SECONDS = 1.0
 N = TypeVar("N", int, float)
 
 
-class ConfigError(ValueError):
+class SettingError(ValueError):
     """An environment variable the API cannot use; the message names it and what to set instead."""
 
 
@@ -36,9 +36,9 @@ class ApiConfig:
     max_body_bytes: int = 256 * 1024
     # Catalogues at least this large use the model's ANN index (when it has one); smaller ones are scored exactly.
     ann_min_items: int = DEFAULT_ANN_MIN_ITEMS
-    # Personalised answers each worker keeps per model version (api/cache.py); 0 turns the cache off.
+    # Personalised answers each worker keeps per model version (api/serving/cache.py); 0 turns the cache off.
     answer_cache_size: int = DEFAULT_ANSWER_CACHE_SIZE
-    # How often each uWSGI worker looks at the `current` pointer for a new version (api/swap.py); 0 disables.
+    # How often each uWSGI worker looks at the `current` pointer for a new version (api/serving/swap.py); 0 disables.
     model_poll_seconds: float = DEFAULT_MODEL_POLL_SECONDS
 
     @classmethod
@@ -63,5 +63,5 @@ def _number(env: Mapping[str, str], name: str, default: N, parse: Callable[[str]
     # `not >=` also refuses NaN.
     if value is None or not value >= 0:
         kind = "a whole number" if parse is int else "a number"
-        raise ConfigError(f"{name}={raw!r} is not {kind} >= 0; set it to one (default {default}) or unset it")
+        raise SettingError(f"{name}={raw!r} is not {kind} >= 0; set it to one (default {default}) or unset it")
     return value

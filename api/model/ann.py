@@ -173,7 +173,7 @@ def read(path: str, nprobe: int, *, in_memory: bool) -> Any:
 
     Memory-mapped inverted lists are shared page-cache pages whoever maps them, but faiss 1.15 searches them about
     4.6 times slower (1M items, nprobe 32: 1.33 ms against 0.29 ms per query). So the master reads the index into
-    memory; a version swapped in later by a worker (api/swap.py) is memory-mapped, so that it is still shared.
+    memory; a version swapped in later by a worker (api/serving/swap.py) is memory-mapped, so that it is still shared.
     """
     import faiss
 

@@ -7,11 +7,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from api import ann
-from api.cache import LruCache
-from api.config import ApiConfig
-from api.ids import IdIndex
-from api.loader import LoadedModel
+from api.model import ann
+from api.model.ids import IdIndex
+from api.model.loader import LoadedModel
+from api.serving.cache import LruCache
+from api.serving.config import ApiConfig
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ MAX_ANN_FETCH = 2_048
 class Recommender:
     def __init__(self, model: LoadedModel, ann_min_items: int = ann.ANN_MIN_ITEMS, answer_cache_size: int = 0) -> None:
         self.model = model
-        # Finished personalised answers (the response's items) by (user row, k, exclude_seen); see api/cache.py.
+        # Finished personalised answers (the response's items) by (user row, k, exclude_seen); see api/serving/cache.py.
         self.answers: LruCache[tuple[int, int, bool], list[dict[str, Any]]] = LruCache(answer_cache_size)
         self.version = model.version
         arrays = model.arrays

@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from api import ann
-from api.model_format import (
+from api.contract import CURRENT_POINTER
+from api.model import ann
+from api.model.format import (
     ARRAY_NAMES,
-    CURRENT_POINTER,
     FORMAT_VERSION,
     MANIFEST_NAME,
     ModelArrays,
@@ -35,7 +35,7 @@ class LoadedModel:
     path: Path
     manifest: dict[str, Any]
     arrays: ModelArrays
-    # faiss indexes over the item factors (api.ann.USER_INDEX, SIMILAR_INDEX), when the trainer built them.
+    # faiss indexes over the item factors (api.model.ann.USER_INDEX, SIMILAR_INDEX), when the trainer built them.
     ann_index: Any = None
     similar_index: Any = None
 
@@ -85,10 +85,12 @@ def _resolve_current(root: Path) -> Path:
     pointer = root / CURRENT_POINTER
     if not root.is_dir():
         raise ModelLoadError(
-            root, "model directory does not exist; set MODEL_DIR or train one with python -m api.train"
+            root, "model directory does not exist; set MODEL_DIR or train one with python -m api.training"
         )
     if not pointer.exists():
-        raise ModelLoadError(pointer, "no current version; train one with python -m api.train or point current at one")
+        raise ModelLoadError(
+            pointer, "no current version; train one with python -m api.training or point current at one"
+        )
     # Resolved once, so a pointer switched while we load cannot mix two versions.
     return pointer.resolve(strict=True)
 

@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from api.ann import write as write_index
+from api.contract import CURRENT_POINTER
+from api.model.ann import write as write_index
 
 if TYPE_CHECKING:
-    from api.ann import AnnBuild
+    from api.model.ann import AnnBuild
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
-CURRENT_POINTER = "current"
 
 
 @dataclass(frozen=True)

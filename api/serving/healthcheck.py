@@ -1,4 +1,4 @@
-"""Container liveness probe without curl: `python -m api.healthcheck` exits 0 when the app answers, else 1."""
+"""Container liveness probe without curl: `python -m api.serving.healthcheck` exits 0 when the app answers, else 1."""
 
 import sys
 import urllib.request

@@ -7,13 +7,13 @@ import sys
 
 from threadpoolctl import threadpool_limits
 
-from api import drain
-from api.app import create_app
-from api.config import ConfigError
-from api.loader import ModelLoadError
-from api.logs import APP_LOGGER, configure_logging
-from api.responses import STATE_KEY, ServingState
-from api.swap import ModelWatcher
+from api.model.loader import ModelLoadError
+from api.serving import drain
+from api.serving.app import create_app
+from api.serving.config import SettingError
+from api.serving.logs import APP_LOGGER, configure_logging
+from api.serving.state import STATE_KEY, ServingState
+from api.serving.swap import ModelWatcher
 
 # uwsgi.ini sets the BLAS/OpenMP env vars too; this also covers a BLAS that ignores them.
 threadpool_limits(limits=1)
@@ -22,7 +22,7 @@ threadpool_limits(limits=1)
 configure_logging()
 try:
     application = create_app()
-except (ModelLoadError, ConfigError) as error:
+except (ModelLoadError, SettingError) as error:
     logging.getLogger(APP_LOGGER).error("%s", error)
     sys.stdout.flush()
     # A missing or corrupt model or an unusable setting must never serve: leave before uWSGI forks, no traceback.

@@ -2,8 +2,8 @@
 
 from typing import Any
 
-from api.config import ApiConfig
 from api.contract import LIVENESS_PATH, READINESS_PATH
+from api.serving.config import ApiConfig
 
 
 def _ref(name: str) -> dict[str, str]:

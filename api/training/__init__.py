@@ -1,0 +1,1 @@
+"""Everything that makes a model version: CLI, reading interactions, evaluation and synthetic data."""

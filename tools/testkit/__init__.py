@@ -1,0 +1,1 @@
+"""Helpers shared by tests, benchmarks and the deploy tooling: ports, process groups, a real uWSGI, steady load."""
