@@ -67,14 +67,15 @@ $(NODE_STAMP): package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-$(CHECKOV): tools/checkov-requirements.txt
-	python3 -m venv $(TOOLS)/checkov
-	$(TOOLS)/checkov/bin/pip install --quiet -r tools/checkov-requirements.txt
+# checkov and actionlint pin what the project's environment cannot hold (checkov pins `packaging` below pytest 9's).
+$(CHECKOV): tools/checkov-requirements.txt | $(UV)
+	$(UV) venv --quiet --allow-existing --python python3 $(TOOLS)/checkov
+	$(UV) pip install --quiet --python $(TOOLS)/checkov/bin/python -r tools/checkov-requirements.txt
 	touch $@
 
-$(ACTIONLINT): tools/actionlint-requirements.txt
-	python3 -m venv --clear $(ACTIONLINT_VENV)
-	$(ACTIONLINT_VENV)/bin/pip install --quiet --only-binary=:all: -r tools/actionlint-requirements.txt
+$(ACTIONLINT): tools/actionlint-requirements.txt | $(UV)
+	$(UV) venv --quiet --allow-existing --python python3 $(ACTIONLINT_VENV)
+	$(UV) pip install --quiet --python $(ACTIONLINT_VENV)/bin/python --only-binary :all: -r tools/actionlint-requirements.txt
 	cp tools/actionlint-requirements.txt $(ACTIONLINT_VENV)/.requirements
 	touch $@
 

@@ -124,8 +124,8 @@ def find_max(
 
 
 class _Connections:
-    def __init__(self, host: str, port: int, limit: int) -> None:
-        self._host, self._port = host, port
+    def __init__(self, host: str, port: int, limit: int, *, keep_alive: bool) -> None:
+        self._host, self._port, self._keep_alive = host, port, keep_alive
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         self._slots = asyncio.Semaphore(limit)
 
@@ -138,7 +138,10 @@ class _Connections:
             except (OSError, asyncio.IncompleteReadError, ValueError):
                 writer.close()
                 raise
-            self._idle.append((reader, writer))
+            if self._keep_alive:
+                self._idle.append((reader, writer))
+            else:
+                writer.close()
             return response
 
     def close(self) -> None:
@@ -160,14 +163,16 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, str | None]
 
 
 async def _run_step(
-    host: str, port: int, paths: Sequence[str], *, rate: float, seconds: float, connections: int
+    host: str, port: int, paths: Sequence[str], *, rate: float, seconds: float, connections: int, keep_alive: bool
 ) -> StepResult:
-    pool = _Connections(host, port, connections)
+    pool = _Connections(host, port, connections, keep_alive=keep_alive)
     latencies: list[float] = []
     versions: Counter[str] = Counter()
     errors = 0
     loop = asyncio.get_running_loop()
-    requests = [f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode() for path in paths]
+    # Keep-alive as the ALB does towards its targets; `Connection: close` as clients behind some other proxies do.
+    connection = "" if keep_alive else "Connection: close\r\n"
+    requests = [f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{connection}\r\n".encode() for path in paths]
 
     async def one(raw: bytes, scheduled: float) -> None:
         nonlocal errors
@@ -213,7 +218,14 @@ async def _run_step(
 
 
 def run_step(
-    host: str, port: int, paths: Sequence[str], *, rate: float, seconds: float, connections: int
+    host: str,
+    port: int,
+    paths: Sequence[str],
+    *,
+    rate: float,
+    seconds: float,
+    connections: int,
+    keep_alive: bool = True,
 ) -> StepResult:
     # The step keeps a task per request alive, so the client's own full collections grew to 13-19 ms pauses (one or
     # two per 5 s step at 2,000 req/s). Sends due during such a pause leave late and their latency counted against
@@ -221,7 +233,9 @@ def run_step(
     gc.collect()
     gc.disable()
     try:
-        return asyncio.run(_run_step(host, port, paths, rate=rate, seconds=seconds, connections=connections))
+        return asyncio.run(
+            _run_step(host, port, paths, rate=rate, seconds=seconds, connections=connections, keep_alive=keep_alive)
+        )
     finally:
         gc.enable()
 

@@ -17,7 +17,7 @@ throughput figures are a floor.
 
 import argparse
 import json
-import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -31,12 +31,14 @@ from api.serving.config import ANSWER_CACHE_SIZE_ENV
 from bench.loadgen import StepResult, find_max, run_step, sustained, warm_up
 from bench.memory import MEMORY_WORKERS, SWAP_WORKERS, memory_run, swap_memory_run
 from bench.model import cached_model, manifest_of, model_bytes
-from bench.report import TAIL_FRACTION, machine, plot, print_summary, target_verdicts
+from bench.report import TAIL_FRACTION, machine, median_run, plot, summary_lines, target_verdicts, write_results
 from bench.server import RESULTS, ROOT, cpu_seconds, start_uwsgi, stop, user_paths
 
 MODEL_CACHE = RESULTS / "models"
+# The one generated file that README and docs link to (bench/results/ itself is ignored).
+RESULTS_FILE = ROOT / "docs" / "bench-results.md"
 TAIL_REPEATS = 3
-SWEEP_FRACTIONS = (0.25, 0.5, *(TAIL_FRACTION,) * TAIL_REPEATS, 0.85, 1.0, 1.2)
+SWEEP_FRACTIONS = (0.25, 0.5, *(TAIL_FRACTION,) * TAIL_REPEATS, 0.8, 0.9, 1.0, 1.2)
 CONNECTIONS = 64
 # After every step, so that a queue left by an overloaded step does not spill into the next one.
 PAUSE_SECONDS = 1.5
@@ -53,9 +55,13 @@ def _say(step: StepResult, label: str) -> None:
     )
 
 
-def _measurer(port: int, paths: list[str], seconds: float) -> Callable[[float, str], StepResult]:
+def _measurer(
+    port: int, paths: list[str], seconds: float, *, keep_alive: bool = True
+) -> Callable[[float, str], StepResult]:
     def measure(rate: float, phase: str) -> StepResult:
-        step = run_step("127.0.0.1", port, paths, rate=rate, seconds=seconds, connections=CONNECTIONS)
+        step = run_step(
+            "127.0.0.1", port, paths, rate=rate, seconds=seconds, connections=CONNECTIONS, keep_alive=keep_alive
+        )
         _say(step, phase)
         time.sleep(PAUSE_SECONDS)
         return step
@@ -69,12 +75,6 @@ def sweep(port: int, paths: list[str], max_rps: float, seconds: float) -> list[d
         {"fraction_of_max": fraction, **asdict(measure(fraction * max_rps, f"{fraction:.0%}"))}
         for fraction in SWEEP_FRACTIONS
     ]
-
-
-def tail_ratio(sweep_steps: list[dict[str, Any]]) -> dict[str, Any]:
-    """p99 / p50 of every repeat at TAIL_FRACTION of the maximum, and their median."""
-    ratios = [step["p99_ms"] / step["p50_ms"] for step in sweep_steps if step["fraction_of_max"] == TAIL_FRACTION]
-    return {"median": statistics.median(ratios), "repeats": ratios}
 
 
 def cpu_per_request(port: int, master_pid: int, paths: list[str], rate: float, seconds: float) -> dict[str, float]:
@@ -118,6 +118,8 @@ def load_run(models: Path, users: int, workers: int, *, seconds: float, max_step
         health = find_max(_measurer(port, [LIVENESS_PATH], seconds), 400.0, max_steps=max_steps)
         if health.max_rps == 0:
             raise SystemExit("no /health/live step was sustained, not even the halved ones; is the machine busy?")
+        print("  recommendations with Connection: close (a new connection per request)", flush=True)
+        closing = find_max(_measurer(port, paths, seconds, keep_alive=False), 100.0, max_steps=max_steps)
         # Both endpoints at the same rate, half the recommendation maximum: below saturation for both.
         rate = CPU_SAMPLE_FRACTION * recommendations.max_rps
         cpu = {
@@ -141,13 +143,20 @@ def load_run(models: Path, users: int, workers: int, *, seconds: float, max_step
         "ready_seconds": round(server.ready_seconds, 3),
         "recommendations": {**recommendations.as_json(), "sweep": steps},
         "health_live": health.as_json(),
+        "recommendations_connection_close": closing.as_json(),
         "ratio_max_rps": recommendations.max_rps / health.max_rps,
         "server_cpu": {
             **cpu,
             "ratio": cpu["health_live"]["cpu_ms_per_request"] / cpu["recommendations"]["cpu_ms_per_request"],
         },
-        "p99_over_p50_at_70_percent": tail_ratio(steps),
     }
+
+
+def _commit() -> str:
+    described = subprocess.run(
+        ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    return described.stdout.strip() or "unknown"
 
 
 def parse_sizes(text: str) -> tuple[int, ...]:
@@ -172,6 +181,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--step-seconds", type=float, default=3.0)
     parser.add_argument("--max-steps", type=int, default=14, help="ramp steps at most (bisection steps come on top)")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument(
+        "--runs", type=int, default=3, help="load runs per size (maximum, sweep, CPU); figures are their median"
+    )
+    parser.add_argument(
+        "--results", type=Path, default=RESULTS_FILE, help=f"the generated results file (default {RESULTS_FILE.name})"
+    )
     args = parser.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
@@ -183,7 +198,9 @@ def main(argv: list[str] | None = None) -> None:
             "step_seconds": args.step_seconds,
             "max_ramp_steps": args.max_steps,
             "skip_memory": args.skip_memory,
+            "runs": args.runs,
         },
+        "commit": _commit(),
         "sizes": {},
     }
     log = RESULTS / "uwsgi.log"
@@ -201,9 +218,13 @@ def main(argv: list[str] | None = None) -> None:
             "model_load_seconds": round(time.perf_counter() - load_started, 3),
         }
         print(f"  ANN: {entry['ann']}", flush=True)
-        entry["load"] = load_run(
-            models, users, args.workers, seconds=args.step_seconds, max_steps=args.max_steps, log=log
-        )
+        entry["load_runs"] = []
+        for run in range(1, args.runs + 1):
+            print(f"  load run {run} of {args.runs}", flush=True)
+            entry["load_runs"].append(
+                load_run(models, users, args.workers, seconds=args.step_seconds, max_steps=args.max_steps, log=log)
+            )
+        entry["load"] = median_run(entry["load_runs"])
         if items == args.sizes[-1] and not args.skip_memory:
             entry["memory"] = [memory_run(models, users, n, log) for n in MEMORY_WORKERS]
             entry["swap_memory"] = swap_memory_run(models, users, SWAP_WORKERS, log)
@@ -213,8 +234,9 @@ def main(argv: list[str] | None = None) -> None:
     out = RESULTS / f"serving-{stamp}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     plot(report, RESULTS / f"serving-{stamp}.png")
-    print_summary(report)
-    print(f"\nwritten to {out.relative_to(ROOT)} and {out.with_suffix('.png').relative_to(ROOT)}")
+    write_results(report, args.results)
+    print("\n".join(summary_lines(report)))
+    print(f"\nwritten to {args.results}, {out.relative_to(ROOT)} and {out.with_suffix('.png').relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
