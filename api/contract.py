@@ -41,6 +41,11 @@ LOG_REQUEST_FIELDS: Final = ("request_id", "method", "path", "status", "duration
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 URGENT_LOG_LEVELS: Final = ("ERROR", "CRITICAL")
 
+# How the app's stdout reaches the log router: ECS's log driver `mode` and `max-buffer-size` (the task definition sets
+# both; make bench's log back-pressure run plays a router that stops reading with the same buffer size).
+APP_LOG_MODE: Final = "non-blocking"
+APP_LOG_MAX_BUFFER_SIZE: Final = "25m"
+
 # uWSGI's HTTP router keeps idle client connections open this long; the ALB's idle timeout must be lower, or the ALB
 # may reuse a connection the app has just closed (502s).
 KEEPALIVE_TIMEOUT_SECONDS: Final = 75

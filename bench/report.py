@@ -374,6 +374,32 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         if "memory" in entry:
             lines += ["", *_memory_lines(items, entry)]
     lines.append("```")
+    if "log_backpressure" in report:
+        lines += ["", *_backpressure_lines(report["log_backpressure"])]
+    return lines
+
+
+def _backpressure_lines(result: dict[str, Any]) -> list[str]:
+    chosen = result["chosen"]
+    lines = [
+        "## Log back-pressure (a router that stops reading)",
+        "",
+        f"The task definition's choice: `mode` {chosen['mode']}, `max-buffer-size` {chosen['max_buffer_size']}. "
+        "Failed requests include those still unanswered 30 s after their send time.",
+        "",
+        "| log path | p99 before / during / after the stall, ms | failed requests | request lines written "
+        "| dropped | delivered |",
+        "|---|---|---|---|---|---|",
+    ]
+    for case in result["cases"]:
+        phases = case["phases"]
+        label = case["mode"] + (f", buffer {case['buffer']}" if case["buffer"] else "")
+        lines.append(
+            f"| {label} (router stopped {case['stall_seconds']:g} s at {case['rate']:.0f} req/s) | "
+            + " / ".join(f"{phases[name]['p99_ms']:.1f}" for name in ("before", "during", "after"))
+            + f" | {sum(phase['errors'] for phase in phases.values())} | {case['request_lines_written']} "
+            f"| {case['request_lines_dropped']} | {case['request_lines_delivered']} |"
+        )
     return lines
 
 

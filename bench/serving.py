@@ -29,12 +29,16 @@ from api.contract import LIVENESS_PATH
 from api.model.loader import load_model
 from api.serving.config import ANSWER_CACHE_SIZE_ENV
 from bench.loadgen import StepResult, find_max, run_step, sustained, warm_up
+from bench.log_backpressure import log_backpressure
 from bench.memory import MEMORY_WORKERS, SWAP_WORKERS, memory_run, swap_memory_run
 from bench.model import cached_model, manifest_of, model_bytes
 from bench.report import TAIL_FRACTION, machine, median_run, plot, summary_lines, target_verdicts, write_results
 from bench.server import RESULTS, ROOT, cpu_seconds, start_uwsgi, stop, user_paths
 
 MODEL_CACHE = RESULTS / "models"
+# The log back-pressure run: a steady load well below the 100k model's maximum, a router that stops for 5 s.
+BACKPRESSURE_RATE = 1000.0
+BACKPRESSURE_STALL_SECONDS = 5.0
 # The one generated file that README and docs link to (bench/results/ itself is ignored).
 RESULTS_FILE = ROOT / "docs" / "bench-results.md"
 TAIL_REPEATS = 3
@@ -181,6 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--step-seconds", type=float, default=3.0)
     parser.add_argument("--max-steps", type=int, default=14, help="ramp steps at most (bisection steps come on top)")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-backpressure", action="store_true", help="leave out the log back-pressure run")
     parser.add_argument(
         "--runs", type=int, default=3, help="load runs per size (maximum, sweep, CPU); figures are their median"
     )
@@ -229,6 +234,8 @@ def main(argv: list[str] | None = None) -> None:
             entry["memory"] = [memory_run(models, users, n, log) for n in MEMORY_WORKERS]
             entry["swap_memory"] = swap_memory_run(models, users, SWAP_WORKERS, log)
         report["sizes"][str(items)] = entry
+    if not args.skip_backpressure:
+        report["log_backpressure"] = log_backpressure(rate=BACKPRESSURE_RATE, stall=BACKPRESSURE_STALL_SECONDS)
     report["targets"] = target_verdicts(report)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = RESULTS / f"serving-{stamp}.json"

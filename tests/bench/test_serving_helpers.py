@@ -295,6 +295,22 @@ def test_results_file_holds_the_date_commit_machine_and_every_target(tmp_path: P
         "sizes": {"1000000": size_entry([load_run(), load_run(rec_rps=1000), load_run()], pss_totals=None)},
     }
     report["sizes"]["1000000"]["ann"] = None
+    phase = {"p99_ms": 3.0, "errors": 0}
+    report["log_backpressure"] = {
+        "chosen": {"mode": "non-blocking", "max_buffer_size": "25m"},
+        "cases": [
+            {
+                "mode": "blocking",
+                "buffer": None,
+                "rate": 1000.0,
+                "stall_seconds": 5.0,
+                "phases": {"before": phase, "during": {"p99_ms": 4000.0, "errors": 17}, "after": phase},
+                "request_lines_written": 15000,
+                "request_lines_dropped": 0,
+                "request_lines_delivered": 15000,
+            }
+        ],
+    }
     report["targets"] = target_verdicts(report)
     path = tmp_path / "results.md"
     write_results(report, path)
@@ -302,6 +318,7 @@ def test_results_file_holds_the_date_commit_machine_and_every_target(tmp_path: P
     assert "2026-11-30T01:00:00+00:00" in text and "`abc1234`" in text and "Test CPU" in text
     assert all(f"| {row['target']} |" in text for row in report["targets"])
     assert "unsteady" in text  # rec max 1000 vs 1500 in the runs
+    assert "| blocking (router stopped 5 s at 1000 req/s) | 3.0 / 4000.0 / 3.0 | 17 | 15000 | 0 | 15000 |" in text
 
 
 def test_sizes_option_accepts_the_known_item_counts_in_any_order() -> None:
