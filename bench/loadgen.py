@@ -40,6 +40,8 @@ class StepResult:
     p999_ms: float
     # X-Model-Version of the successful responses: shows when every worker serves a swapped-in version.
     model_versions: dict[str, int] = field(default_factory=dict)
+    # With `slowest` asked for: (scheduled send, answer) on the monotonic clock of that share of the slowest requests.
+    slowest_windows: tuple[tuple[float, float], ...] = ()
 
 
 def sustained(step: StepResult) -> bool:
@@ -163,10 +165,19 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, str | None]
 
 
 async def _run_step(
-    host: str, port: int, paths: Sequence[str], *, rate: float, seconds: float, connections: int, keep_alive: bool
+    host: str,
+    port: int,
+    paths: Sequence[str],
+    *,
+    rate: float,
+    seconds: float,
+    connections: int,
+    keep_alive: bool,
+    slowest: float,
 ) -> StepResult:
     pool = _Connections(host, port, connections, keep_alive=keep_alive)
     latencies: list[float] = []
+    answered: list[float] = []
     versions: Counter[str] = Counter()
     errors = 0
     loop = asyncio.get_running_loop()
@@ -182,7 +193,9 @@ async def _run_step(
             errors += 1
             return
         if status == 200:
-            latencies.append(loop.time() - scheduled)
+            now = loop.time()
+            latencies.append(now - scheduled)
+            answered.append(now)
             if version is not None:
                 versions[version] += 1
         else:
@@ -205,6 +218,11 @@ async def _run_step(
     pool.close()
     elapsed = max(finished - start, 1e-9)
     values = np.array(latencies) * 1000 if latencies else np.array([float("nan")])
+    windows: tuple[tuple[float, float], ...] = ()
+    if slowest and latencies:
+        # asyncio's loop.time() is time.monotonic(), the clock the server-side traces use.
+        order = np.argsort(latencies)[-max(1, int(len(latencies) * slowest)) :]
+        windows = tuple((answered[i] - latencies[i], answered[i]) for i in order)
     return StepResult(
         offered_rps=rate,
         achieved_rps=len(latencies) / elapsed,
@@ -214,6 +232,7 @@ async def _run_step(
         p99_ms=float(np.percentile(values, 99)),
         p999_ms=float(np.percentile(values, 99.9)),
         model_versions=dict(versions),
+        slowest_windows=windows,
     )
 
 
@@ -226,6 +245,7 @@ def run_step(
     seconds: float,
     connections: int,
     keep_alive: bool = True,
+    slowest: float = 0.0,
 ) -> StepResult:
     # The step keeps a task per request alive, so the client's own full collections grew to 13-19 ms pauses (one or
     # two per 5 s step at 2,000 req/s). Sends due during such a pause leave late and their latency counted against
@@ -234,7 +254,16 @@ def run_step(
     gc.disable()
     try:
         return asyncio.run(
-            _run_step(host, port, paths, rate=rate, seconds=seconds, connections=connections, keep_alive=keep_alive)
+            _run_step(
+                host,
+                port,
+                paths,
+                rate=rate,
+                seconds=seconds,
+                connections=connections,
+                keep_alive=keep_alive,
+                slowest=slowest,
+            )
         )
     finally:
         gc.enable()

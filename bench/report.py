@@ -374,8 +374,29 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         if "memory" in entry:
             lines += ["", *_memory_lines(items, entry)]
     lines.append("```")
+    for items, entry in report["sizes"].items():
+        if "stall_trace" in entry:
+            lines += ["", *_stall_lines(int(items), entry["stall_trace"])]
     if "log_backpressure" in report:
         lines += ["", *_backpressure_lines(report["log_backpressure"])]
+    return lines
+
+
+def _stall_lines(items: int, steps: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        f"## Stall sources, traced run ({items:,} items; tracing costs CPU, so these latencies are not the targets')",
+        "",
+        "| share of max | p99 / p99.9 ms | GC pauses >= 0.5 ms (full) | longest GC pause | slowest 1 % overlapping "
+        "a GC pause >= 1 ms | worker recycled |",
+        "|---|---|---|---|---|---|",
+    ]
+    for step in steps:
+        gc = step["gc"]
+        lines.append(
+            f"| {step['fraction_of_max']:.0%} | {step['p99_ms']:.1f} / {step['p999_ms']:.1f} "
+            f"| {gc['count']} ({gc['full_collections']}) | {gc['max_ms']:.1f} ms "
+            f"| {step['slowest_share_overlapping_gc']:.0%} | {'yes' if step['worker_recycled'] else 'no'} |"
+        )
     return lines
 
 

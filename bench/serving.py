@@ -34,6 +34,7 @@ from bench.memory import MEMORY_WORKERS, SWAP_WORKERS, memory_run, swap_memory_r
 from bench.model import cached_model, manifest_of, model_bytes
 from bench.report import TAIL_FRACTION, machine, median_run, plot, summary_lines, target_verdicts, write_results
 from bench.server import RESULTS, ROOT, cpu_seconds, start_uwsgi, stop, user_paths
+from bench.stalls import stall_trace
 
 MODEL_CACHE = RESULTS / "models"
 # The log back-pressure run: a steady load well below the 100k model's maximum, a router that stops for 5 s.
@@ -185,6 +186,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--step-seconds", type=float, default=3.0)
     parser.add_argument("--max-steps", type=int, default=14, help="ramp steps at most (bisection steps come on top)")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument(
+        "--trace-stalls",
+        action="store_true",
+        help="one more run per size with garbage-collection pauses and worker recycling set against the slowest 1 %%",
+    )
     parser.add_argument("--skip-backpressure", action="store_true", help="leave out the log back-pressure run")
     parser.add_argument(
         "--runs", type=int, default=3, help="load runs per size (maximum, sweep, CPU); figures are their median"
@@ -230,6 +236,15 @@ def main(argv: list[str] | None = None) -> None:
                 load_run(models, users, args.workers, seconds=args.step_seconds, max_steps=args.max_steps, log=log)
             )
         entry["load"] = median_run(entry["load_runs"])
+        if args.trace_stalls:
+            entry["stall_trace"] = stall_trace(
+                models,
+                users,
+                args.workers,
+                max_rps=entry["load"]["recommendations"]["max_rps"],
+                seconds=args.step_seconds,
+                log=log,
+            )
         if items == args.sizes[-1] and not args.skip_memory:
             entry["memory"] = [memory_run(models, users, n, log) for n in MEMORY_WORKERS]
             entry["swap_memory"] = swap_memory_run(models, users, SWAP_WORKERS, log)

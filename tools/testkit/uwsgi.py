@@ -46,6 +46,7 @@ def start(
     workers: int = 2,
     module: str | None = None,
     extra_env: dict[str, str] | None = None,
+    extra_args: tuple[str, ...] = (),
     tail_lines: int | None = None,
     stdout: int | None = None,
 ) -> Uwsgi:
@@ -64,7 +65,7 @@ def start(
         MODEL_DIR_ENV: str(model_dir),
         **(extra_env or {}),
     }
-    command = [str(UWSGI), "--ini", str(INI)]
+    command = [str(UWSGI), "--ini", str(INI), *extra_args]
     if module is not None:
         # Later options override earlier ones, so this replaces the ini's module for the test only.
         command += ["--module", module]

@@ -1,0 +1,93 @@
+"""Where the tail comes from: one traced load run that sets each slow request against the server-side stall sources.
+
+uWSGI runs with bench/stalltrace.py imported (every garbage-collection pause of at least 0.5 ms, per process, on the
+monotonic clock the load generator shares). At each step up to 90 % of the maximum, the slowest 1 % of requests are
+checked for overlap with a collection pause of at least 1 ms in any process, and the worker pids before and after
+the step show whether a worker was recycled meanwhile. Tracing costs a little CPU, so this run's latencies are
+reported apart from the measured runs.
+"""
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from api.contract import READINESS_PATH
+from bench.loadgen import run_step, warm_up
+from bench.server import LOG_TAIL_LINES, RESULTS, user_paths
+from bench.stalltrace import TRACE_DIR_ENV, pauses, summary
+from tools.testkit import uwsgi
+
+TRACE_FRACTIONS = (0.5, 0.7, 0.8, 0.9)
+SLOWEST_SHARE = 0.01
+PAUSE_THAT_COUNTS_SECONDS = 0.001
+CONNECTIONS = 64
+
+
+def worker_pids(master: int) -> set[int]:
+    return {child.pid for child in psutil.Process(master).children() if "worker" in " ".join(child.cmdline())}
+
+
+def overlap_share(windows: tuple[tuple[float, float], ...], found: list[dict[str, Any]]) -> float:
+    """Share of the request windows (send, answer) that overlap at least one pause of PAUSE_THAT_COUNTS_SECONDS."""
+    spans = [(p["start"], p["start"] + p["seconds"]) for p in found if p["seconds"] >= PAUSE_THAT_COUNTS_SECONDS]
+    hit = sum(1 for sent, answered in windows if any(start < answered and end > sent for start, end in spans))
+    return hit / len(windows) if windows else 0.0
+
+
+def stall_trace(
+    models: Path, users: int, workers: int, *, max_rps: float, seconds: float, log: Path
+) -> list[dict[str, Any]]:
+    with tempfile.TemporaryDirectory(prefix="stalls-", dir=RESULTS) as trace:
+        server = uwsgi.start(
+            models,
+            log,
+            workers=workers,
+            extra_env={TRACE_DIR_ENV: trace},
+            extra_args=("--import", "bench.stalltrace"),
+            tail_lines=LOG_TAIL_LINES,
+        )
+        steps = []
+        try:
+            uwsgi.wait_until_answers(server, READINESS_PATH)
+            paths = user_paths(users, 20_000)
+            warm_up("127.0.0.1", server.port, paths)
+            for fraction in TRACE_FRACTIONS:
+                before = worker_pids(server.pid)
+                started = time.monotonic()
+                step = run_step(
+                    "127.0.0.1",
+                    server.port,
+                    paths,
+                    rate=fraction * max_rps,
+                    seconds=seconds,
+                    connections=CONNECTIONS,
+                    slowest=SLOWEST_SHARE,
+                )
+                found = pauses(Path(trace), started - 0.1, time.monotonic() + 0.1)
+                collections = summary(found)
+                share = overlap_share(step.slowest_windows, found)
+                recycled = worker_pids(server.pid) != before
+                steps.append(
+                    {
+                        "fraction_of_max": fraction,
+                        "p50_ms": step.p50_ms,
+                        "p99_ms": step.p99_ms,
+                        "p999_ms": step.p999_ms,
+                        "gc": collections,
+                        "slowest_share_overlapping_gc": share,
+                        "worker_recycled": recycled,
+                    }
+                )
+                print(
+                    f"  traced {fraction:4.0%}: p99.9 {step.p999_ms:6.1f} ms, GC pauses {collections['count']} "
+                    f"(max {collections['max_ms']:.1f} ms, {collections['full_collections']} full), slowest 1 % "
+                    f"overlapping one: {share:.0%}, worker recycled: {recycled}",
+                    flush=True,
+                )
+                time.sleep(1.5)
+        finally:
+            uwsgi.stop(server)
+    return steps
