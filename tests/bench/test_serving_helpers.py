@@ -2,6 +2,7 @@
 the verdicts against the targets (medians over repeated runs) and the generated results file."""
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from bench.report import (
     write_results,
 )
 from bench.serving import parse_sizes
+from bench.stalls import overlap_share
+from bench.stalltrace import pauses, summary
 
 MIB = 2**20
 
@@ -330,3 +333,30 @@ def test_sizes_option_accepts_the_known_item_counts_in_any_order() -> None:
 def test_sizes_option_refuses_anything_else(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError):
         parse_sizes(text)
+
+
+def test_a_slow_request_counts_against_a_gc_pause_only_when_their_times_overlap() -> None:
+    found = [
+        {"start": 10.0, "seconds": 0.004, "generation": 2},
+        {"start": 20.0, "seconds": 0.0006, "generation": 0},  # too short to count
+    ]
+    windows = ((9.99, 10.001), (10.005, 10.02), (19.99, 20.01), (30.0, 30.1))
+    assert overlap_share(windows, found) == pytest.approx(1 / 4)
+    assert overlap_share((), found) == 0.0
+
+
+def test_gc_summary_counts_pauses_full_collections_and_the_longest(tmp_path: Path) -> None:
+    trace = tmp_path / "gc-1.jsonl"
+    records = [
+        {"start": 1.0, "seconds": 0.001, "generation": 0, "pid": 1},
+        {"start": 2.0, "seconds": 0.008, "generation": 2, "pid": 1},
+        {"start": 9.0, "seconds": 0.050, "generation": 2, "pid": 1},  # outside the window
+    ]
+    trace.write_text("".join(json.dumps(record) + "\n" for record in records))
+    assert summary(pauses(tmp_path, 0.5, 5.0)) == {
+        "count": 2,
+        "total_ms": 9.0,
+        "max_ms": 8.0,
+        "over_5_ms": 1,
+        "full_collections": 1,
+    }
