@@ -7,13 +7,18 @@
 # emitter runs; cb_emitter_exit destroys what is left). Copies already in a chunk are flushed during Grace like any
 # other record. ECS stops the app before the router (the app dependsOn the router; shutdown runs in reverse order:
 # https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_ContainerDependency.html), so the app's last lines,
-# the ones a crashing task writes, are exactly those still queued when the router gets its SIGTERM.
+# the ones a crashing task writes, are exactly those still queued when the router gets its SIGTERM. ECS sends that
+# signal to this process, the container's PID 1, as `docker stop` does
+# (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_StopTask.html); the task definition sets no
+# entryPoint for the router, so the image's ENTRYPOINT (this script) is what runs
+# (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_ContainerDefinition.html, entryPoint).
 # docs/logging.md has the measurements.
 #
 # The hold ends when Fluent Bit's own counters show that the emitter has appended every copy rewrite_tag handed it and
 # no input received a record between two metrics snapshots (Fluent Bit refreshes them once a second), or after
 # ROUTER_DRAIN_TIMEOUT_SECONDS at most. The router's stopTimeout must cover that plus Grace (logging/contract.json):
-# ECS sends SIGKILL when it runs out (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_ContainerDefinition.html).
+# ECS sends SIGKILL when it runs out
+# (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_ContainerDefinition.html, stopTimeout).
 # A second stop signal is passed on at once.
 #
 # Environment (the defaults are the values of logging/extra.conf and contract.json; tests hold them together):
