@@ -111,8 +111,13 @@ signals=0
 # Counting only: the work happens in the main loop, where `wait` returns as soon as a trapped signal arrives.
 trap 'signals=$((signals + 1))' TERM INT
 
+# Job control gives the command its own process group, so that the signal also reaches Fluent Bit if the start
+# command runs it as a child instead of exec'ing it; it is off again once the command has started, which keeps bash's
+# job notices out of the router's log.
+set -m
 "$@" &
 child=$!
+set +m
 
 forwarded=0
 status=0
@@ -123,7 +128,13 @@ while :; do
     ((signals > forwarded)) || continue
     ((forwarded > 0)) || drain
     # Fluent Bit treats SIGTERM and SIGINT alike; SIGTERM is what its Grace handling is documented for.
-    kill -s TERM "$child" 2>/dev/null || true
+    kill -s TERM -- "-$child" 2>/dev/null || true
     forwarded=$signals
 done
+# The container ends with this script: after a stop, wait for whatever of the command's group still flushes.
+if ((forwarded > 0)); then
+    while kill -0 -- "-$child" 2>/dev/null; do
+        sleep 0.1
+    done
+fi
 exit "$status"

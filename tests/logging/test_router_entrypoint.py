@@ -24,12 +24,14 @@ from tests.logging.router_harness import ENTRYPOINT
 BASH = shutil.which("bash")
 CURL = shutil.which("curl")
 
-# Stands in for Fluent Bit: exits 0 at SIGTERM after writing when it got it (CLOCK_MONOTONIC is system-wide).
+# Stands in for Fluent Bit: at SIGTERM writes when it got it (CLOCK_MONOTONIC is system-wide), flushes for the seconds
+# given as its third argument, and exits 0.
 CHILD = """
 import pathlib, signal, sys, time
 stopped = pathlib.Path(sys.argv[1])
 def stop(*_):
     stopped.write_text(repr(time.monotonic()))
+    time.sleep(float(sys.argv[3]) if len(sys.argv) > 3 else 0)
     sys.exit(0)
 signal.signal(signal.SIGTERM, stop)
 pathlib.Path(sys.argv[2]).write_text("")
@@ -119,11 +121,17 @@ def metrics() -> Iterator[MetricsServer]:
         server.close()
 
 
-def start(tmp_path: Path, metrics: MetricsServer, **env: str) -> Started:
+def start(tmp_path: Path, metrics: MetricsServer, *, through_shell: bool = False, **env: str) -> Started:
+    """The entrypoint running the stand-in; `through_shell`: from a start script that runs it as a child and flushes
+    for one second, instead of exec'ing it."""
     assert BASH is not None
     stopped, ready = tmp_path / "stopped", tmp_path / "ready"
+    command = [sys.executable, "-c", CHILD, str(stopped), str(ready)]
+    if through_shell:
+        # The stand-in's stderr leaves the pipe, so that reading the entrypoint's log ends when the entrypoint does.
+        command = ["sh", "-c", '"$@" 2>/dev/null; echo start script done', "start-script", *command, "1"]
     process = subprocess.Popen(
-        [BASH, str(ENTRYPOINT), sys.executable, "-c", CHILD, str(stopped), str(ready)],
+        [BASH, str(ENTRYPOINT), *command],
         env={**os.environ, "ROUTER_METRICS_URL": metrics.url, **env},
         stderr=subprocess.PIPE,
         text=True,
@@ -210,6 +218,21 @@ def test_filter_name_missing_from_the_metrics_is_reported_and_the_hold_still_end
     assert started.signaled_at() is not None, log
     assert "no counter for filter 'renamed_filter'" in log
     assert "ROUTER_URGENT_FILTER" in log
+
+
+@pytest.mark.slow
+def test_stop_signal_reaches_fluent_bit_started_as_a_child_and_the_entrypoint_outlasts_its_flush(
+    tmp_path: Path, metrics: MetricsServer
+) -> None:
+    metrics.set(emitted=1, appended=1)
+    started = start(tmp_path, metrics, through_shell=True)
+    started.process.send_signal(signal.SIGTERM)
+    status, log = started.finish(timeout=8)
+    finished = time.monotonic()
+    signaled = started.signaled_at()
+    assert signaled is not None, f"the stop signal never reached the process under the start script:\n{log}"
+    assert finished - signaled >= 1, "the entrypoint exited while the process under the start script still flushed"
+    assert status != 0, "the start script itself was stopped by the signal"
 
 
 @pytest.mark.slow
