@@ -7,6 +7,7 @@ standard library's logging module), so the router contract is data that both the
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROUTER_CONTRACT_FILE = Path(__file__).resolve().parent.parent / "logging" / "contract.json"
 
@@ -22,10 +23,21 @@ class RouterContract:
     app_container_name: str
     http_port: int
     health_check_path: str
+    entrypoint: str
+    base_image_command: str
+    drain_timeout_seconds: int
+    grace_seconds: int
+    min_stop_timeout_seconds: int
+
+
+def read_router_contract() -> dict[str, Any]:
+    """The file as data: the one place that reads it (the router's tests check the image and config against it)."""
+    raw: dict[str, Any] = json.loads(ROUTER_CONTRACT_FILE.read_text())
+    return raw
 
 
 def router_contract() -> RouterContract:
-    raw = json.loads(ROUTER_CONTRACT_FILE.read_text())
+    raw = read_router_contract()
     return RouterContract(
         config_file=raw["config_file"],
         parsers_file=raw["parsers_file"],
@@ -36,6 +48,11 @@ def router_contract() -> RouterContract:
         app_container_name=raw["app_container_name"],
         http_port=int(raw["http_port"]),
         health_check_path=raw["health_check_path"],
+        entrypoint=raw["entrypoint"],
+        base_image_command=raw["base_image_command"],
+        drain_timeout_seconds=int(raw["drain_timeout_seconds"]),
+        grace_seconds=int(raw["grace_seconds"]),
+        min_stop_timeout_seconds=int(raw["min_stop_timeout_seconds"]),
     )
 
 

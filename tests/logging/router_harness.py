@@ -22,9 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modules.router_contract import read_router_contract
+from tools.testkit.processes import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 LOGGING_DIR = ROOT / "logging"
-CONTRACT: dict[str, Any] = json.loads((LOGGING_DIR / "contract.json").read_text())
+CONTRACT: dict[str, Any] = read_router_contract()
 APP = str(CONTRACT["app_container_name"])
 TASK_ID = "0123456789abcdef0123456789abcdef"
 APP_TAG = f"{APP}-firelens-{TASK_ID}"
@@ -176,13 +179,6 @@ def firelens_main_config(included: Path, unix_path: Path, tcp_port: int) -> str:
 
 @INCLUDE {included}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 # --- the run --------------------------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from api.contract import (
     READINESS_PATH,
     URGENT_LOG_LEVELS,
 )
+from modules.router_contract import read_router_contract
 
 ROOT = Path(__file__).resolve().parents[2]
 LOGGING_DIR = ROOT / "logging"
@@ -38,7 +39,7 @@ PARSERS_PATH = LOGGING_DIR / "parsers.conf"
 DOCKERFILE = LOGGING_DIR / "Dockerfile"
 ENTRYPOINT = LOGGING_DIR / "entrypoint.sh"
 DOCS = ROOT / "docs" / "logging.md"
-CONTRACT: dict[str, Any] = json.loads((LOGGING_DIR / "contract.json").read_text())
+CONTRACT: dict[str, Any] = read_router_contract()
 
 APP = str(CONTRACT["app_container_name"])
 TASK_ID = "0123456789abcdef0123456789abcdef"
