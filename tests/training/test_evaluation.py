@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from api.training import assessment, tuning
+from api.training import assessment, models, tuning
 from api.training.assessment import Budget, assess
 from api.training.evaluation import Protocol, ProtocolError, Split, evaluate, interaction_matrix, temporal_split
 from api.training.interactions import Interactions, read_interactions
@@ -194,9 +194,9 @@ def test_the_assessment_fits_nothing_on_held_out_interactions(
 
         return record
 
-    monkeypatch.setattr(assessment, "fit_als", spy(assessment.fit_als))
-    monkeypatch.setattr(tuning, "fit_als", spy(tuning.fit_als))
-    monkeypatch.setattr(assessment, "fit_ease", spy(assessment.fit_ease))
+    monkeypatch.setattr(assessment, "fit_als", spy(models.fit_als))
+    monkeypatch.setattr(tuning, "fit_als", spy(models.fit_als))
+    monkeypatch.setattr(assessment, "fit_ease", spy(models.fit_ease))
     budget = Budget(tune_seconds=60.0, tune_trials=3)
     result = assess(synthetic, AlsParameters(factors=8, iterations=3), protocol, budget, lambda _message: None)
     assert result is not None
