@@ -143,7 +143,9 @@ def fit_ease(matrix: sp.csr_matrix, lam: float) -> NDArray[np.float64]:
         gram[:, start:stop] = (binary.T @ binary[:, start:stop]).toarray()
     gram[np.diag_indices(items)] += lam
     with threadpool_limits(limits=2, user_api="blas"):
-        factor, info = scipy.linalg.lapack.dpotrf(gram, lower=False, overwrite_a=True, clean=False)
+        # LAPACK works in Fortran order; the transpose of the symmetric C-ordered Gram is the same matrix in Fortran
+        # order, so it is factorised in place instead of copied (the copy would double the peak memory).
+        factor, info = scipy.linalg.lapack.dpotrf(gram.T, lower=False, overwrite_a=True, clean=False)
         if info == 0:
             inverse, info = scipy.linalg.lapack.dpotri(factor, lower=False, overwrite_c=True)
     if info != 0:
