@@ -8,7 +8,7 @@ validation; EASE cannot be served yet, so when it wins the report says by how mu
 """
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,7 +35,8 @@ VALIDATION_USERS = 2_000
 
 @dataclass(frozen=True)
 class Budget:
-    tune_seconds: float = 30.0
+    # 0: publish the given setting; the CLI's default budget is api.training.cli.DEFAULT_TUNE_SECONDS.
+    tune_seconds: float = 0.0
     tune_trials: int | None = None
     # Scoring time allowed to the first model on the test split; the user count it reaches is used for all models.
     evaluation_seconds: float = 30.0
@@ -212,7 +213,3 @@ def _evaluation(protocol: Protocol, test: Split, rows: list[Row], chosen_model: 
             "note": "EASE is evaluated, not served: the published version is ALS",
         }
     return entry
-
-
-def parameters_entry(parameters: AlsParameters) -> dict[str, Any]:
-    return asdict(parameters)

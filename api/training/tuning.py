@@ -123,7 +123,7 @@ def _suggest(trial: Any, defaults: AlsParameters) -> AlsParameters:
 
 
 def _record(number: int, parameters: AlsParameters, value: float | None, seconds: float) -> dict[str, Any]:
-    entry = {key: value for key, value in asdict(parameters).items() if key != "random_state"}
+    entry = {name: setting for name, setting in asdict(parameters).items() if name != "random_state"}
     entry["regularization"] = round(float(entry["regularization"]), 5)
     entry["alpha"] = round(float(entry["alpha"]), 4)
     return {
