@@ -117,3 +117,32 @@ def test_synthetic_data_is_deterministic_and_seeded(tmp_path: Path) -> None:
     assert not generate(spec).equals(generate(SyntheticSpec(users=100, items=50, seed=6)))
     write(generate(spec), tmp_path / "s.parquet")
     assert len(read_interactions(tmp_path / "s.parquet")) == generate(spec).num_rows
+
+
+def test_the_search_and_every_models_metrics_reach_get_v1_model(tmp_path: Path) -> None:
+    from api.serving.app import create_app
+    from api.serving.config import ApiConfig
+
+    data = tmp_path / "interactions.parquet"
+    write(generate(SyntheticSpec(users=300, items=120, segments=4, seed=6)), data)
+    models = tmp_path / "models"
+    train_cli.main(
+        [
+            *("--interactions", str(data), "--model-dir", str(models), "--version", "t1"),
+            *("--factors", "8", "--iterations", "4", "--tune-seconds", "60", "--tune-trials", "3"),
+        ]
+    )
+    body = create_app(ApiConfig(model_dir=models)).test_client().get("/v1/model").get_json()
+    search = body["algorithm"]["search"]
+    assert [trial["number"] for trial in search["trials"]] == [0, 1, 2]
+    assert search["stopped_by"] == "trial limit"
+    evaluation = body["evaluation"]
+    assert {"popularity", "als_defaults", "ease", "als", "chosen", "protocol"} <= set(evaluation)
+    chosen = evaluation["chosen"]
+    assert evaluation["als"]["precision_at_10"] == evaluation[chosen]["precision_at_10"]
+    # The published setting is the trial with the best validation NDCG (the earliest on a tie).
+    best = max(search["trials"], key=lambda trial: (trial["ndcg"], -trial["number"]))
+    published = body["algorithm"]["parameters"]
+    assert {key: published[key] for key in ("factors", "iterations", "weighting")} == {
+        key: best[key] for key in ("factors", "iterations", "weighting")
+    }
