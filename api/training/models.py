@@ -24,7 +24,9 @@ WEIGHTINGS: tuple[str, ...] = get_args(Weighting)
 # Time grows as n^3 (about n^3 flops per lambda: 0.3-0.7 s at 3,000 items here, so 3-5 min at 20,000 on 2 cores, times
 # the lambdas tried). Above the limit only ALS is trained.
 EASE_MAX_ITEMS = 20_000
+# Columns of the Gram matrix built (and of its triangle mirrored) at once: at most 1/16 of the matrix in transients.
 GRAM_BLOCK = 1_024
+GRAM_BLOCK_SHARE = 16
 # Lambda candidates tried on the validation split; EASE's optimum moves with the data's density (the EASE paper used
 # 200-3000 on its data sets), so the grid spans four decades.
 EASE_LAMBDAS: tuple[float, ...] = (10.0, 50.0, 250.0, 1000.0, 4000.0)
@@ -74,8 +76,11 @@ def weigh(matrix: sp.csr_matrix, weighting: str) -> sp.csr_matrix:
     elif weighting == "bm25":
         from implicit.nearest_neighbours import bm25_weight
 
-        # BM25 down-weights very popular items and very active users, the scaling implicit's own examples use.
+        # BM25 down-weights very popular items and very active users, the scaling implicit's own examples use. Its
+        # idf is log(users) - log1p(item's users), zero or negative for an item (nearly) every user has; implicit
+        # would read a negative entry as negative feedback, which an interaction never is, so those drop out.
         result = sp.csr_matrix(bm25_weight(result, K1=100, B=0.8), dtype=np.float32)
+        result.data = np.maximum(result.data, 0.0)
     elif weighting != "raw":
         raise ValueError(f"weighting {weighting!r} must be one of {', '.join(WEIGHTINGS)}")
     result.eliminate_zeros()
@@ -137,9 +142,10 @@ def fit_ease(matrix: sp.csr_matrix, lam: float) -> NDArray[np.float64]:
         raise ParameterError(f"EASE lambda {lam} must be positive")
     binary = (matrix > 0).astype(np.float32).tocsc()
     gram = np.empty((items, items), dtype=np.float64)
+    block = _block(items)
     # Column blocks: a sparse X^T X of a dense-ish catalogue would hold every entry again with its index.
-    for start in range(0, items, GRAM_BLOCK):
-        stop = min(start + GRAM_BLOCK, items)
+    for start in range(0, items, block):
+        stop = min(start + block, items)
         gram[:, start:stop] = (binary.T @ binary[:, start:stop]).toarray()
     gram[np.diag_indices(items)] += lam
     with threadpool_limits(limits=2, user_api="blas"):
@@ -158,14 +164,19 @@ def fit_ease(matrix: sp.csr_matrix, lam: float) -> NDArray[np.float64]:
     return weights
 
 
+def _block(items: int) -> int:
+    return max(1, min(GRAM_BLOCK, -(-items // GRAM_BLOCK_SHARE)))
+
+
 def _mirror_upper(square: NDArray[np.float64]) -> None:
     """Copy the upper triangle onto the lower one in place (potri fills only the upper), block by block."""
     n = square.shape[0]
-    for start in range(0, n, GRAM_BLOCK):
-        stop = min(start + GRAM_BLOCK, n)
+    width = _block(n)
+    for start in range(0, n, width):
+        stop = min(start + width, n)
         square[start:stop, :start] = square[:start, start:stop].T
-        block = square[start:stop, start:stop]
-        square[start:stop, start:stop] = np.triu(block) + np.triu(block, 1).T
+        diagonal = square[start:stop, start:stop]
+        square[start:stop, start:stop] = np.triu(diagonal) + np.triu(diagonal, 1).T
 
 
 def ease_scorer(matrix: sp.csr_matrix, weights: NDArray[np.float64]) -> Scorer:
