@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.quality", description=__doc__)
     parser.add_argument("--interactions", default=str(DEMO_DATA), help="file, directory or s3:// prefix")
     parser.add_argument("--tune-seconds", type=float, default=DEFAULT_TUNE_SECONDS)
+    parser.add_argument(
+        "--tune-trials", type=int, help="also stop after N trials: with a generous budget, the table repeats exactly"
+    )
     parser.add_argument("--relevance-threshold", type=float)
     parser.add_argument("--factors", type=int, default=AlsParameters().factors)
     parser.add_argument("--iterations", type=int, default=AlsParameters().iterations)
@@ -59,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
             defaults,
             version="quality",
             protocol=protocol,
-            budget=Budget(tune_seconds=args.tune_seconds),
+            budget=Budget(tune_seconds=args.tune_seconds, tune_trials=args.tune_trials),
             log=PhaseLog(sys.stderr),
         )
         manifest = json.loads((result.version_dir / "manifest.json").read_text())
