@@ -64,6 +64,8 @@ def train(
     `parameters` are the defaults the search starts from; without a `budget` (or with tune_seconds 0) they are
     published as given. `test_fraction` 0 skips the evaluation and the search.
     """
+    if keep_versions is not None:
+        retention.check_keep(keep_versions)  # before hours of training, not after publishing
     log = log or PhaseLog()
     started = time.perf_counter()
     data = read_interactions(interactions, event_weights)
@@ -291,11 +293,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     log = PhaseLog()
     try:
-        if args.keep_versions < retention.MIN_KEEP:
-            raise retention.RetentionError(
-                f"--keep-versions {args.keep_versions} is below {retention.MIN_KEEP}: "
-                "the current version and the one before it always stay"
-            )
+        retention.check_keep(args.keep_versions)
         if args.tune_seconds < 0 or args.evaluation_seconds <= 0:
             raise ParameterError("--tune-seconds must be 0 or more and --evaluation-seconds positive")
         parameters = AlsParameters(

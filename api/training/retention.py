@@ -44,12 +44,16 @@ def published_versions(root: Path) -> list[Path]:
     return [path for _created, _name, path in sorted(versions)]
 
 
-def prune(root: Path, keep: int, protect: set[str]) -> list[str]:
-    """Delete all but the newest `keep` versions, never one named in `protect` nor the current one; return names."""
+def check_keep(keep: int) -> None:
     if keep < MIN_KEEP:
         raise RetentionError(
             f"--keep-versions {keep} is below {MIN_KEEP}: the current version and the one before it always stay"
         )
+
+
+def prune(root: Path, keep: int, protect: set[str]) -> list[str]:
+    """Delete all but the newest `keep` versions, never one named in `protect` nor the current one; return names."""
+    check_keep(keep)
     protected = set(protect)
     current = current_version(root)
     if current:

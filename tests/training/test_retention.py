@@ -93,3 +93,9 @@ def test_cli_refuses_keep_versions_below_two(tmp_path: Path, capsys: pytest.Capt
     error = json.loads(capsys.readouterr().err)
     assert error["level"] == "ERROR"
     assert "--keep-versions 1 is below 2" in error["message"]
+
+
+def test_an_unusable_keep_count_stops_training_before_anything_is_published(tmp_path: Path) -> None:
+    with pytest.raises(RetentionError):
+        train(tmp_path / "absent.parquet", tmp_path / "models", AlsParameters(), keep_versions=1)
+    assert not (tmp_path / "models").exists()
