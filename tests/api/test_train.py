@@ -1,4 +1,4 @@
-"""The training CLI: reads CSV and Parquet, evaluates on a time split, publishes a version."""
+"""The training CLI: reads CSV and Parquet, evaluates on a per-user temporal split, publishes a version."""
 
 import json
 import re
@@ -18,7 +18,7 @@ from api.training.synthetic import SyntheticSpec, generate, write
 def test_trainer_beats_the_popularity_baseline_on_synthetic_data(trained: TrainResult) -> None:
     evaluation = trained.evaluation
     assert evaluation is not None
-    assert evaluation["split"] == "time"
+    assert evaluation["protocol"]["split"] == "per_user_temporal"
     assert evaluation["users_evaluated"] > 500
     assert evaluation["als"]["precision_at_10"] > 1.3 * evaluation["popularity"]["precision_at_10"]
     assert evaluation["als"]["recall_at_10"] > 1.3 * evaluation["popularity"]["recall_at_10"]
@@ -40,12 +40,31 @@ def test_cli_trains_from_csv_with_weights_and_prints_progress(
     csv_path = tmp_path / "interactions.csv"
     pa_csv.write_csv(table, csv_path)
     models = tmp_path / "models"
-    train_cli.main(["--interactions", str(csv_path), "--model-dir", str(models), "--factors", "8", "--version", "c1"])
-    output = capsys.readouterr().out
-    assert "read " in output
-    assert "hold-out @10" in output
-    assert "published" in output
-    assert load_model(models).version == "c1"
+    train_cli.main(
+        [
+            "--interactions",
+            str(csv_path),
+            "--model-dir",
+            str(models),
+            "--factors",
+            "8",
+            "--version",
+            "c1",
+            "--tune-seconds",
+            "2",
+        ]
+    )
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert all(line["logger"] == "api.training" and line["level"] == "INFO" for line in lines)
+    phases = [line["phase"] for line in lines]
+    assert phases[0] == "read"
+    assert {"evaluate", "fit", "publish", "retention"} <= set(phases)
+    assert phases[-1] == "done"
+    assert lines[-1]["peak_memory_mb"] > 0
+    manifest = load_model(models).manifest
+    assert manifest["version"] == "c1"
+    assert manifest["algorithm"]["search"]["budget_seconds"] == 2
+    assert manifest["algorithm"]["search"]["trials"][0]["factors"] == 8
 
 
 def test_csv_ids_stay_text_even_when_numeric(tmp_path: Path) -> None:
@@ -87,7 +106,9 @@ def test_cli_reports_bad_input_on_one_line_and_exits_2(tmp_path: Path, capsys: p
     with pytest.raises(SystemExit) as raised:
         train_cli.main(["--interactions", str(tmp_path / "absent.parquet"), "--model-dir", str(tmp_path / "m")])
     assert raised.value.code == 2
-    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'absent.parquet'}: no such file"
+    error = json.loads(capsys.readouterr().err)
+    assert error["level"] == "ERROR"
+    assert error["message"] == f"{tmp_path / 'absent.parquet'}: no such file"
 
 
 def test_synthetic_data_is_deterministic_and_seeded(tmp_path: Path) -> None:
@@ -96,3 +117,32 @@ def test_synthetic_data_is_deterministic_and_seeded(tmp_path: Path) -> None:
     assert not generate(spec).equals(generate(SyntheticSpec(users=100, items=50, seed=6)))
     write(generate(spec), tmp_path / "s.parquet")
     assert len(read_interactions(tmp_path / "s.parquet")) == generate(spec).num_rows
+
+
+def test_the_search_and_every_models_metrics_reach_get_v1_model(tmp_path: Path) -> None:
+    from api.serving.app import create_app
+    from api.serving.config import ApiConfig
+
+    data = tmp_path / "interactions.parquet"
+    write(generate(SyntheticSpec(users=300, items=120, segments=4, seed=6)), data)
+    models = tmp_path / "models"
+    train_cli.main(
+        [
+            *("--interactions", str(data), "--model-dir", str(models), "--version", "t1"),
+            *("--factors", "8", "--iterations", "4", "--tune-seconds", "60", "--tune-trials", "3"),
+        ]
+    )
+    body = create_app(ApiConfig(model_dir=models)).test_client().get("/v1/model").get_json()
+    search = body["algorithm"]["search"]
+    assert [trial["number"] for trial in search["trials"]] == [0, 1, 2]
+    assert search["stopped_by"] == "trial limit"
+    evaluation = body["evaluation"]
+    assert {"popularity", "als_defaults", "ease", "als", "chosen", "protocol"} <= set(evaluation)
+    chosen = evaluation["chosen"]
+    assert evaluation["als"]["precision_at_10"] == evaluation[chosen]["precision_at_10"]
+    # The published setting is the trial with the best validation NDCG (the earliest on a tie).
+    best = max(search["trials"], key=lambda trial: (trial["ndcg"], -trial["number"]))
+    published = body["algorithm"]["parameters"]
+    assert {key: published[key] for key in ("factors", "iterations", "weighting")} == {
+        key: best[key] for key in ("factors", "iterations", "weighting")
+    }
