@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from api.contract import CURRENT_POINTER
+from api.model import neighbours as neighbour_files
 from api.model.ann import write as write_index
 
 if TYPE_CHECKING:
@@ -26,6 +27,11 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+# The manifest's "family": which arrays answer. "als": factors (and, when present, the neighbour lookup for similar
+# items); "item_item": the neighbour lists only, its factor arrays have zero columns. Absent means "als" (versions
+# written before the field existed).
+FAMILIES = ("als", "item_item")
+DEFAULT_FAMILY = "als"
 
 
 @dataclass(frozen=True)
@@ -102,23 +108,37 @@ def sha256_of(path: Path) -> str:
 
 
 def publish_model(
-    root: Path, version: str, arrays: ModelArrays, metadata: dict[str, Any], indexes: "Sequence[AnnBuild]" = ()
+    root: Path,
+    version: str,
+    arrays: ModelArrays,
+    metadata: dict[str, Any],
+    indexes: "Sequence[AnnBuild]" = (),
+    *,
+    family: str = DEFAULT_FAMILY,
+    neighbours: neighbour_files.Neighbours | None = None,
 ) -> Path:
     """Write a complete version next to the others, then switch `current` to it atomically.
 
     Readers never see a half-written version: the files go to a temporary directory in `root` (same file system)
     that is renamed into place, and the pointer is replaced with `os.replace`.
     """
+    if family not in FAMILIES:
+        raise ValueError(f"model family {family!r} is not one of {', '.join(FAMILIES)}")
+    if family == "item_item" and neighbours is None:
+        raise ValueError("an item_item version needs its neighbour lists")
     root.mkdir(parents=True, exist_ok=True)
     final_dir = root / version
     if final_dir.exists():
         raise FileExistsError(f"model version {final_dir} already exists; choose another --version")
     staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=root))
     try:
+        named = [(name, getattr(arrays, name)) for name in ARRAY_NAMES]
+        if neighbours is not None:
+            named += [(neighbour_files.INDICES, neighbours.indices), (neighbour_files.WEIGHTS, neighbours.weights)]
+            metadata = {**metadata, neighbour_files.MANIFEST_KEY: neighbours.manifest_entry()}
         files = {}
-        for name in ARRAY_NAMES:
+        for name, array in named:
             path = staging / array_file(name)
-            array = getattr(arrays, name)
             np.save(path, array, allow_pickle=False)
             files[array_file(name)] = {"sha256": sha256_of(path), "dtype": str(array.dtype), "shape": list(array.shape)}
         for built in indexes:
@@ -132,6 +152,7 @@ def publish_model(
         manifest = {
             "format_version": FORMAT_VERSION,
             "version": version,
+            "family": family,
             **metadata,
             "counts": {"users": users, "items": len(arrays.item_ids), "seen": len(arrays.seen_indices)},
             "factors": factors,

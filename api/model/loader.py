@@ -9,8 +9,11 @@ import numpy as np
 
 from api.contract import CURRENT_POINTER
 from api.model import ann
+from api.model import neighbours as neighbour_files
 from api.model.format import (
     ARRAY_NAMES,
+    DEFAULT_FAMILY,
+    FAMILIES,
     FORMAT_VERSION,
     MANIFEST_NAME,
     ModelArrays,
@@ -38,6 +41,10 @@ class LoadedModel:
     # faiss indexes over the item factors (api.model.ann.USER_INDEX, SIMILAR_INDEX), when the trainer built them.
     ann_index: Any = None
     similar_index: Any = None
+    # "als" or "item_item" (api.model.format.FAMILIES); an item_item version always has neighbours.
+    family: str = DEFAULT_FAMILY
+    # Each item's top-N neighbours (api.model.neighbours), when the trainer stored them.
+    neighbours: neighbour_files.Neighbours | None = None
 
 
 def load_model(root: Path, *, index_in_memory: bool = False) -> LoadedModel:
@@ -54,6 +61,12 @@ def load_model(root: Path, *, index_in_memory: bool = False) -> LoadedModel:
     arrays = ModelArrays(**loaded)
     _check_consistency(version_dir, arrays)
     items = len(arrays.item_ids)
+    family = _family(version_dir / MANIFEST_NAME, manifest)
+    lookup = _load_neighbours(version_dir, manifest, items)
+    if family == "item_item" and lookup is None:
+        raise ModelLoadError(
+            version_dir / MANIFEST_NAME, f"family item_item but no {neighbour_files.MANIFEST_KEY} entry; retrain"
+        )
     return LoadedModel(
         version=manifest["version"],
         path=version_dir,
@@ -61,7 +74,41 @@ def load_model(root: Path, *, index_in_memory: bool = False) -> LoadedModel:
         arrays=arrays,
         ann_index=_load_index(version_dir, manifest, ann.USER_INDEX, items, index_in_memory),
         similar_index=_load_index(version_dir, manifest, ann.SIMILAR_INDEX, items, index_in_memory),
+        family=family,
+        neighbours=lookup,
     )
+
+
+def _family(path: Path, manifest: dict[str, Any]) -> str:
+    family = manifest.get("family", DEFAULT_FAMILY)
+    if family not in FAMILIES:
+        raise ModelLoadError(path, f"family {family!r} is not one of {', '.join(FAMILIES)}; retrain")
+    return str(family)
+
+
+def _load_neighbours(version_dir: Path, manifest: dict[str, Any], items: int) -> neighbour_files.Neighbours | None:
+    """The neighbour lists with the same file checks as every array (listed, checksum, dtype, shape), then values."""
+    entry = manifest.get(neighbour_files.MANIFEST_KEY)
+    if entry is None:
+        return None
+    where = version_dir / MANIFEST_NAME
+    if not isinstance(entry, dict) or not isinstance(entry.get("count"), int) or entry["count"] < 0:
+        raise ModelLoadError(where, f"{neighbour_files.MANIFEST_KEY}.count is not a whole number >= 0; retrain")
+    dtype = entry.get("weights_dtype")
+    if dtype not in neighbour_files.WEIGHT_DTYPES:
+        allowed = ", ".join(neighbour_files.WEIGHT_DTYPES)
+        raise ModelLoadError(where, f"{neighbour_files.MANIFEST_KEY}.weights_dtype {dtype!r} is not {allowed}; retrain")
+    shape = (items, entry["count"])
+    loaded = neighbour_files.Neighbours(
+        indices=_load_array(version_dir, neighbour_files.INDICES, manifest, ("int32", shape)),
+        weights=_load_array(version_dir, neighbour_files.WEIGHTS, manifest, (str(dtype), shape)),
+        metric=str(entry.get("metric", "")),
+    )
+    found = neighbour_files.problem(loaded, items)
+    if found is not None:
+        name, problem = found
+        raise ModelLoadError(version_dir / array_file(name), problem)
+    return loaded
 
 
 def _load_index(version_dir: Path, manifest: dict[str, Any], spec: ann.IndexSpec, items: int, in_memory: bool) -> Any:

@@ -123,6 +123,11 @@ def _schemas(config: ApiConfig) -> dict[str, Any]:
         "ModelMetadata": _object(
             {
                 "model_version": version,
+                "family": {
+                    "type": "string",
+                    "enum": ["als", "item_item"],
+                    "description": "als: matrix factorisation; item_item: EASE's top-N neighbour lists.",
+                },
                 "created_at": {"type": "string", "format": "date-time"},
                 "algorithm": {"type": "object"},
                 "counts": {"type": "object"},

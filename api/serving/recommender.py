@@ -8,6 +8,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from api.model import ann
+from api.model import neighbours as neighbour_files
 from api.model.ids import IdIndex
 from api.model.loader import LoadedModel
 from api.serving.cache import LruCache
@@ -41,9 +42,16 @@ class Recommender:
         large = len(arrays.item_ids) >= ann_min_items
         self._index = model.ann_index if large else None
         self._similar_index = model.similar_index if large else None
+        self._neighbours = model.neighbours
 
     @classmethod
     def for_config(cls, model: LoadedModel, config: ApiConfig) -> "Recommender":
+        """The recommender of the version's family (api.model.format.FAMILIES), behind this one interface."""
+        if model.family == "item_item":
+            # Imported here: the item-item recommender subclasses this one.
+            from api.serving.itemitem import ItemItemRecommender
+
+            return ItemItemRecommender(model, config.ann_min_items, config.answer_cache_size)
         return cls(model, config.ann_min_items, config.answer_cache_size)
 
     @property
@@ -73,8 +81,16 @@ class Recommender:
         return self._by_inner_product(user_vector, k, exclude)
 
     def similar_items(self, item: int, k: int, exclude: NDArray[np.int64]) -> Scored:
-        """Cosine similarity to `item`, which is never in its own answer."""
+        """Cosine similarity to `item`, which is never in its own answer.
+
+        From the trainer's neighbour lists when the version has them and they reach k past the exclusions (one row
+        read); otherwise from the similar-items index or an exact scan.
+        """
         excluded = set(exclude.tolist()) | {item}
+        if self._neighbours is not None:
+            indices, scores = neighbour_files.lookup(self._neighbours, item, k, excluded)
+            if neighbour_files.covers(self._neighbours, len(indices), k):
+                return Scored(indices=indices, scores=scores)
         vector = np.asarray(self._arrays.item_factors[item])
         if self._similar_index is not None:
             query = vector / _safe(self._arrays.item_norms[item])

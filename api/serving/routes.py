@@ -50,9 +50,10 @@ def openapi() -> Response:
 
 @blueprint.get("/v1/model")
 def model_metadata() -> Response:
-    manifest = _recommender().model.manifest
+    model = _recommender().model
     keys = ("created_at", "algorithm", "counts", "factors", "evaluation", "training_data")
-    return json_response({key: manifest.get(key) for key in keys})
+    # The family from the loader, which reads a manifest without one (older versions) as "als".
+    return json_response({"family": model.family, **{key: model.manifest.get(key) for key in keys}})
 
 
 @blueprint.get("/v1/users/<user_id>/recommendations")

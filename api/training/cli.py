@@ -1,4 +1,8 @@
-"""Training CLI: interactions -> evaluated, tuned implicit ALS -> a new published model version.
+"""Training CLI: interactions -> evaluated, tuned implicit ALS or EASE -> a new published model version.
+
+The family published (`--family`, default auto): ALS, unless EASE beat the chosen ALS on validation (then an
+item_item version of EASE's top-N neighbour lists). Every version carries each item's top-N neighbours
+(`--neighbours`), which answer similar items by lookup.
 
 python -m api.training --interactions data/interactions.parquet --model-dir models
 python -m api.training --interactions s3://bucket/prefix/ --model-dir /mnt/models
@@ -20,13 +24,14 @@ from numpy.typing import NDArray
 from threadpoolctl import threadpool_limits
 
 from api.model import ann
+from api.model import neighbours as neighbour_files
 from api.model.format import ModelArrays, assemble_arrays, publish_model
 from api.training import retention
 from api.training.assessment import Assessment, Budget, assess
 from api.training.evaluation import Protocol, ProtocolError, interaction_matrix
 from api.training.interactions import DEFAULT_EVENT_WEIGHTS, Interactions, InteractionsError, read_interactions
 from api.training.log import PhaseLog
-from api.training.models import WEIGHTINGS, AlsParameters, ParameterError, fit_als
+from api.training.models import EASE_MAX_ITEMS, WEIGHTINGS, AlsParameters, ParameterError, fit_als, fit_ease
 
 __all__ = ["AlsParameters", "TrainResult", "main", "train"]
 
@@ -34,6 +39,11 @@ DEFAULT_KEEP_VERSIONS = 5
 # Sized for the demo data (5,000 users, 3,000 items, 100k rows): about 30 trials on 2 cores, and the whole training
 # (evaluation, search, EASE, final fit) stays under a minute.
 DEFAULT_TUNE_SECONDS = 25.0
+# auto: EASE (item_item) when it wins on validation, else ALS; als / item_item force one (tests, demos, operators).
+FAMILY_CHOICES = ("auto", "als", "item_item")
+# EASE's lambda when item_item is forced without an evaluation to pick one: the middle of the candidate grid, the
+# value chosen on the demo data (docs/quality.md).
+DEFAULT_EASE_LAMBDA = 250.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,7 @@ class TrainResult:
     assessment: Assessment | None = None
     parameters: AlsParameters | None = None
     removed_versions: tuple[str, ...] = ()
+    family: str = "als"
 
 
 def train(
@@ -58,6 +69,8 @@ def train(
     budget: Budget | None = None,
     keep_versions: int | None = None,
     log: PhaseLog | None = None,
+    family: str = "auto",
+    neighbour_count: int = neighbour_files.DEFAULT_COUNT,
 ) -> TrainResult:
     """Evaluate (and with a budget, tune) on a per-user temporal hold-out, refit on every row and publish.
 
@@ -66,6 +79,7 @@ def train(
     """
     if keep_versions is not None:
         retention.check_keep(keep_versions)  # before hours of training, not after publishing
+    _check_family(family, neighbour_count)
     log = log or PhaseLog()
     started = time.perf_counter()
     data = read_interactions(interactions, event_weights)
@@ -77,6 +91,12 @@ def train(
         users=len(data.user_ids),
         items=len(data.item_ids),
     )
+    if family == "item_item" and len(data.item_ids) > EASE_MAX_ITEMS:
+        # Before the evaluation and the search, which can take many minutes.
+        raise ParameterError(
+            f"--family item_item: {len(data.item_ids)} items exceed EASE's limit of {EASE_MAX_ITEMS}; "
+            "use --family als or auto"
+        )
     assessment = None
     chosen = parameters
     if test_fraction > 0:
@@ -88,16 +108,19 @@ def train(
     else:
         log("evaluate", "test fraction 0: skipping the hold-out evaluation and the search")
     matrix = interaction_matrix(data, np.ones(len(data), dtype=bool))
-    log("fit", f"fitting ALS on all interactions: {_describe(chosen)}")
-    user_factors, item_factors = fit_als(matrix, chosen)
+    published = _published_family(family, assessment, len(data.item_ids), log.sayer("fit"))
     version = version or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     evaluation = assessment.evaluation if assessment else None
-    algorithm: dict[str, Any] = {
-        "name": "als",
-        "library": "implicit",
-        "library_version": _implicit_version(),
-        "parameters": asdict(chosen),
-    }
+    fitted = _fit(
+        published,
+        matrix,
+        chosen=chosen,
+        assessment=assessment,
+        ann_min_items=ann_min_items,
+        neighbour_count=neighbour_count,
+        log=log,
+    )
+    algorithm = fitted.algorithm
     if assessment is not None and assessment.search is not None:
         algorithm["search"] = assessment.search
     metadata = {
@@ -115,11 +138,17 @@ def train(
             "peak_memory_mb": peak_memory_mb(),
         },
     }
-    indexes = build_ann(user_factors, item_factors, ann_min_items, log.sayer("ann"))
-    arrays = _arrays(data, matrix, user_factors, item_factors)
+    arrays = _arrays(data, matrix, fitted.user_factors, fitted.item_factors)
     previous = retention.current_version(model_dir) if model_dir.is_dir() else None
-    version_dir = publish_model(model_dir, version, arrays, metadata, indexes)
-    log("publish", f"published {version_dir} and switched {model_dir / 'current'} to it", version=version)
+    version_dir = publish_model(
+        model_dir, version, arrays, metadata, fitted.indexes, family=published, neighbours=fitted.neighbours
+    )
+    log(
+        "publish",
+        f"published {version_dir} ({published}) and switched {model_dir / 'current'} to it",
+        version=version,
+        family=published,
+    )
     removed: list[str] = []
     if keep_versions is not None:
         removed = retention.prune(model_dir, keep_versions, {version, *([previous] if previous else [])})
@@ -137,7 +166,110 @@ def train(
         assessment=assessment,
         parameters=chosen,
         removed_versions=tuple(removed),
+        family=published,
     )
+
+
+@dataclass(frozen=True)
+class _Fitted:
+    user_factors: NDArray[np.float32]
+    item_factors: NDArray[np.float32]
+    algorithm: dict[str, Any]
+    indexes: tuple[ann.AnnBuild, ...]
+    neighbours: neighbour_files.Neighbours | None
+
+
+def _fit(
+    family: str,
+    matrix: sp.csr_matrix,
+    *,
+    chosen: AlsParameters,
+    assessment: Assessment | None,
+    ann_min_items: int,
+    neighbour_count: int,
+    log: PhaseLog,
+) -> _Fitted:
+    users, items = matrix.shape
+    if family == "item_item":
+        lam = assessment.ease_lambda if assessment and assessment.ease_lambda else DEFAULT_EASE_LAMBDA
+        log("fit", f"fitting EASE on all interactions: lambda {lam:g}")
+        ease_weights = fit_ease(matrix, lam)
+        count = neighbour_files.neighbour_count(items, neighbour_count)
+        neighbours = neighbour_files.timed_build(
+            lambda: neighbour_files.from_item_weights(ease_weights, count, "float32"), log.sayer("neighbours"), "EASE"
+        )
+        # An item-item version has no factors: zero-column factor arrays keep the file set of every version.
+        return _Fitted(
+            user_factors=np.zeros((users, 0), dtype=np.float32),
+            item_factors=np.zeros((items, 0), dtype=np.float32),
+            algorithm={"name": "ease", "parameters": {"lambda": lam}},
+            indexes=(),
+            neighbours=neighbours,
+        )
+    log("fit", f"fitting ALS on all interactions: {_describe(chosen)}")
+    user_factors, item_factors = fit_als(matrix, chosen)
+    indexes = build_ann(user_factors, item_factors, ann_min_items, log.sayer("ann"))
+    return _Fitted(
+        user_factors=user_factors,
+        item_factors=item_factors,
+        algorithm={
+            "name": "als",
+            "library": "implicit",
+            "library_version": _implicit_version(),
+            "parameters": asdict(chosen),
+        },
+        indexes=indexes,
+        neighbours=als_neighbours(item_factors, indexes, neighbour_count, log.sayer("neighbours")),
+    )
+
+
+def _check_family(family: str, neighbour_count: int) -> None:
+    if family not in FAMILY_CHOICES:
+        raise ParameterError(f"family {family!r} must be one of {', '.join(FAMILY_CHOICES)}")
+    if neighbour_count < 0:
+        raise ParameterError(f"--neighbours {neighbour_count} must be 0 (no lookup) or more")
+    if family == "item_item" and neighbour_count == 0:
+        raise ParameterError("--family item_item answers from its neighbour lists: give --neighbours 1 or more")
+
+
+def _published_family(family: str, assessment: Assessment | None, items: int, say: Callable[[str], None]) -> str:
+    if family == "item_item":
+        say("family item_item (forced by --family)")
+        return "item_item"
+    if family == "als":
+        say("family als (forced by --family)")
+        return "als"
+    if assessment is not None and assessment.ease_wins and assessment.ease_lambda is not None:
+        say("family item_item: EASE beat the chosen ALS on validation NDCG")
+        return "item_item"
+    evaluated = assessment is not None and assessment.ease_lambda is not None
+    say("family als: " + ("EASE did not beat it on validation NDCG" if evaluated else "EASE not evaluated"))
+    return "als"
+
+
+def als_neighbours(
+    item_factors: NDArray[np.float32],
+    indexes: tuple[ann.AnnBuild, ...],
+    wanted: int,
+    say: Callable[[str], None],
+) -> neighbour_files.Neighbours | None:
+    """Each item's top-N by cosine: exact below the ANN size (items^2 x factors flops), else through the
+    similar-items index with exact re-scoring (api.model.neighbours.cosine_approximate). None with `wanted` 0."""
+    if wanted == 0:
+        say("--neighbours 0: no similar-items lookup, similar items come from the index or an exact scan")
+        return None
+    items = len(item_factors)
+    count = neighbour_files.neighbour_count(items, wanted)
+    dtype = neighbour_files.weight_dtype(items)
+    similar = next((built.index for built in indexes if built.spec == ann.SIMILAR_INDEX), None)
+    if similar is None:
+        return neighbour_files.timed_build(
+            lambda: neighbour_files.cosine_exact(item_factors, count, dtype), say, "exact cosine"
+        )
+    with threadpool_limits(limits=2):
+        return neighbour_files.timed_build(
+            lambda: neighbour_files.cosine_approximate(item_factors, similar, count, dtype), say, "cosine via the index"
+        )
 
 
 def peak_memory_mb() -> float:
@@ -273,6 +405,18 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--no-ease", action="store_true", help="skip the EASE item-item baseline")
     parser.add_argument(
+        "--family",
+        choices=FAMILY_CHOICES,
+        default="auto",
+        help="model family to publish: auto (EASE when it wins on validation, else ALS), als or item_item",
+    )
+    parser.add_argument(
+        "--neighbours",
+        type=int,
+        default=neighbour_files.DEFAULT_COUNT,
+        help="neighbours stored per item for the similar-items lookup and the item-item model; 0: none (ALS only)",
+    )
+    parser.add_argument(
         "--keep-versions",
         type=int,
         default=DEFAULT_KEEP_VERSIONS,
@@ -329,6 +473,8 @@ def main(argv: list[str] | None = None) -> None:
             ),
             keep_versions=args.keep_versions,
             log=log,
+            family=args.family,
+            neighbour_count=args.neighbours,
         )
     except (InteractionsError, FileExistsError, ProtocolError, retention.RetentionError, ParameterError) as error:
         # One line a person can act on, in the same JSON shape as the progress lines (stderr: it is the failure).

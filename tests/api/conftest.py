@@ -26,7 +26,14 @@ def interactions_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained(interactions_file: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
-    return train(interactions_file, tmp_path_factory.mktemp("models"), TINY_ALS, version="v1")
+    # Pinned: with the default "auto" the family would follow which model wins on validation.
+    return train(interactions_file, tmp_path_factory.mktemp("models"), TINY_ALS, version="v1", family="als")
+
+
+@pytest.fixture(scope="session")
+def item_item_trained(interactions_file: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
+    """An item-item (EASE) version of the same data, in its own model directory."""
+    return train(interactions_file, tmp_path_factory.mktemp("models"), TINY_ALS, version="ii1", family="item_item")
 
 
 @pytest.fixture(scope="session")
