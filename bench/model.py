@@ -1,8 +1,9 @@
 """Synthetic factor models for the benchmark: 1M items in seconds instead of an ALS run.
 
 Item and user vectors are drawn around shared cluster centres (as ALS factors of segmented users are), with a
-log-normal spread of norms; each user has a few seen items; popularity is a random power law. The ANN index is built
-and its recall@10 against exact scoring measured exactly as the trainer does (api.training.cli.build_ann).
+log-normal spread of norms; each user has a few seen items; popularity is a random power law. The ANN indexes and the
+similar-items neighbour lists are built (and the indexes' recall@10 against exact scoring measured) exactly as the
+trainer does (api.training.cli.build_ann, als_neighbours).
 """
 
 import json
@@ -14,9 +15,11 @@ from typing import Any
 import numpy as np
 
 from api.contract import CURRENT_POINTER
+from api.model import neighbours as neighbour_files
 from api.model.ann import INDEX_SPECS
 from api.model.format import MANIFEST_NAME, ModelArrays, assemble_arrays, publish_model
-from api.training.cli import build_ann
+from api.model.loader import load_model
+from api.training.cli import als_neighbours, build_ann
 from api.training.synthetic import item_id, user_id
 
 CLUSTERS = 200
@@ -52,22 +55,61 @@ def synthetic_arrays(items: int, users: int, factors: int = 64, seed: int = 0) -
     )
 
 
-def cached_model(cache: Path, items: int, users: int, ann_min_items: int) -> Path:
-    """A published synthetic model under cache/<items>/, built once and reused by later runs."""
-    # The index kinds are in the name: a cached model built with other indexes is not reused.
+def cached_model(cache: Path, items: int, users: int, ann_min_items: int, *, family: str = "als") -> Path:
+    """A published synthetic model under cache/<name>/, built once and reused by later runs.
+
+    `family` "als": factors, both ANN indexes and each item's top-N cosine neighbours (the similar-items lookup),
+    built as the trainer builds them (api.training.cli.build_ann, als_neighbours). "item_item": the same catalogue
+    as an item-item version: the neighbour lists of the ALS model as its item-item weights (EASE itself cannot be
+    fitted above EASE_MAX_ITEMS = 20,000 items; serving cost depends only on the lists' shape and dtype), no factors.
+    """
+    # The index kinds and the neighbour count are in the name: a cached model built otherwise is not reused.
     kinds = "-".join(spec.kind for spec in INDEX_SPECS)
-    root = cache / f"synthetic-{items}-items-{users}-users-{kinds}"
+    base = f"synthetic-{items}-items-{users}-users-{kinds}-neighbours-{neighbour_files.DEFAULT_COUNT}"
+    root = cache / (base if family == "als" else f"{base}-{family}")
     if (root / CURRENT_POINTER / MANIFEST_NAME).is_file():
         return root
+    if family == "item_item":
+        return _item_item_from(cached_model(cache, items, users, ann_min_items), root)
     started = time.perf_counter()
     arrays = synthetic_arrays(items, users)
-    indexes = build_ann(arrays.user_factors, arrays.item_factors, ann_min_items, lambda line: print(f"  {line}"))
+    indexes = build_ann(arrays.user_factors, arrays.item_factors, ann_min_items, say)
+    neighbours = als_neighbours(arrays.item_factors, indexes, neighbour_files.DEFAULT_COUNT, say)
     metadata = {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "algorithm": {"name": "synthetic", "parameters": {"alpha": 1.0, "regularization": 0.05}},
     }
-    publish_model(root, "v1", arrays, metadata, indexes)
+    publish_model(root, "v1", arrays, metadata, indexes, neighbours=neighbours)
     print(f"  built in {time.perf_counter() - started:.1f} s", flush=True)
+    return root
+
+
+def say(line: str) -> None:
+    print(f"  {line}", flush=True)
+
+
+def _item_item_from(als_root: Path, root: Path) -> Path:
+    als = load_model(als_root)
+    assert als.neighbours is not None, f"{als_root} has no neighbour lists"
+    arrays = als.arrays
+    users, items = len(arrays.user_ids), len(arrays.item_ids)
+    item_item = assemble_arrays(
+        user_factors=np.zeros((users, 0), dtype=np.float32),
+        item_factors=np.zeros((items, 0), dtype=np.float32),
+        popularity=np.asarray(arrays.popular_scores)[np.argsort(arrays.popular_items)],
+        seen_indptr=np.asarray(arrays.seen_indptr),
+        seen_indices=np.asarray(arrays.seen_indices),
+        user_ids=np.asarray(arrays.user_ids),
+        item_ids=np.asarray(arrays.item_ids),
+    )
+    neighbours = neighbour_files.Neighbours(
+        np.asarray(als.neighbours.indices), np.asarray(als.neighbours.weights), "ease"
+    )
+    metadata = {
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "algorithm": {"name": "synthetic item-item", "parameters": {}},
+    }
+    publish_model(root, "v1", item_item, metadata, family="item_item", neighbours=neighbours)
     return root
 
 

@@ -23,6 +23,10 @@ P999_FROM = 0.5
 MAX_P999_MS = 25.0
 MAX_EXTRA_PSS_SHARE = 0.05
 MAX_READY_SECONDS = 1.5
+# Similar items answered from the neighbour lookup (issue 15) against the liveness maximum.
+MIN_SIMILAR_RATIO = 0.9
+# An item-item version's recommendation maximum against the ALS model's at the same catalogue size ("within 10 %").
+MIN_FAMILY_RATIO = 0.9
 # A figure whose runs differ by more than this share of their median is flagged as unsteady in the report.
 MAX_STEADY_SPREAD = 0.15
 PASS, FAIL, NOT_MEASURED = "PASS", "FAIL", "not measured"
@@ -102,6 +106,12 @@ def run_figures(load: dict[str, Any]) -> dict[str, float]:
         "worst_p999_ms": worst_p999(steps),
         "ready_seconds": load["ready_seconds"],
         "rec_max_rps_connection_close": load["recommendations_connection_close"]["max_rps"],
+        # Runs from before the similar-items maximum existed have none.
+        **(
+            {"similar_max_rps": load["similar_items"]["max_rps"], "similar_ratio": load["similar_ratio_max_rps"]}
+            if "similar_items" in load
+            else {}
+        ),
     }
 
 
@@ -109,7 +119,7 @@ def repeat_summary(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Median, range and relative spread of each figure over the repeated load runs; unsteady ones flagged."""
     figures = [run_figures(run) for run in runs]
     summary = {}
-    for key in figures[0]:
+    for key in [key for key in figures[0] if all(key in figure for figure in figures)]:
         values = [figure[key] for figure in figures]
         median = statistics.median(values)
         spread = (max(values) - min(values)) / median if median else 0.0
@@ -142,8 +152,10 @@ def target_verdicts(report: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     repeats = repeat_summary(entry["load_runs"]) if entry else None
 
-    def median_row(target: str, key: str, limit: float, *, at_most: bool, fmt: str, unit: str = "") -> None:
-        figure = repeats[key] if repeats else None
+    def median_row(
+        target: str, key: str, limit: float, *, at_most: bool, fmt: str, unit: str = "", absent: str = ""
+    ) -> None:
+        figure = repeats.get(key) if repeats else None
         rows.append(
             _row(
                 target,
@@ -153,7 +165,7 @@ def target_verdicts(report: dict[str, Any]) -> list[dict[str, Any]]:
                 at_most=at_most,
                 fmt=fmt,
                 unit=unit,
-                detail=_values_text(figure, fmt) if figure else missing,
+                detail=_values_text(figure, fmt) if figure else absent if repeats else missing,
             )
         )
 
@@ -212,6 +224,16 @@ def target_verdicts(report: dict[str, Any]) -> list[dict[str, Any]]:
         )
     )
 
+    median_row(
+        f"(g) similar items max req/s >= {MIN_SIMILAR_RATIO:.0%} of /health/live max",
+        "similar_ratio",
+        MIN_SIMILAR_RATIO,
+        at_most=False,
+        fmt=".2f",
+        absent="no similar-items maximum in these runs",
+    )
+    rows.append(_family_row(entry, repeats, missing))
+
     starts = []
     if entry:
         starts = [
@@ -234,6 +256,31 @@ def target_verdicts(report: dict[str, Any]) -> list[dict[str, Any]]:
         )
     )
     return rows
+
+
+def _family_row(entry: dict[str, Any] | None, repeats: dict[str, Any] | None, missing: str) -> dict[str, Any]:
+    """The item-item version's recommendation maximum over the ALS model's median, with both tails at 70 %."""
+    family = entry.get("item_item") if entry else None
+    value, detail = None, missing if entry is None else "item-item version not run (--skip-item-item)"
+    if family is not None and repeats is not None:
+        als_max = repeats["rec_max_rps"]["median"]
+        value = family["recommendations"]["max_rps"] / als_max
+        als_tail = _median_of_fractions(entry["load"]["recommendations"]["sweep"], "p99_ms") if entry else {}
+        tail = statistics.median(step["p99_ms"] for step in family["at_tail_fraction"])
+        detail = (
+            f"{family['recommendations']['max_rps']:.0f} / {als_max:.0f} req/s; p99 at {TAIL_FRACTION:.0%} "
+            f"{tail:.1f} ms (ALS {als_tail.get(TAIL_FRACTION, float('nan')):.1f} ms); similar items "
+            f"{family['similar_items']['max_rps']:.0f} req/s"
+        )
+    return _row(
+        f"(h) item-item rec max req/s >= {MIN_FAMILY_RATIO:.0%} of ALS's",
+        TARGET_ITEMS,
+        value,
+        MIN_FAMILY_RATIO,
+        at_most=False,
+        fmt=".2f",
+        detail=detail,
+    )
 
 
 def _sweep_medians(steps: list[dict[str, Any]]) -> list[dict[str, float]]:
@@ -282,6 +329,39 @@ def _cpu_text(cpu: dict[str, Any]) -> str:
         f"{cpu['recommendations']['cpu_ms_per_request']:.3f} / {cpu['health_live']['cpu_ms_per_request']:.3f} ms "
         f"(ratio {cpu['ratio']:.2f}{without})"
     )
+
+
+def lookup_bytes(items: int, neighbours: dict[str, Any]) -> int:
+    """What the neighbour lists take: items x N x (4 bytes of id + the weight's bytes)."""
+    weight = 2 if neighbours["weights_dtype"] == "float16" else 4
+    return int(items) * int(neighbours["count"]) * (4 + weight)
+
+
+def _lookup_lines(report: dict[str, Any]) -> list[str]:
+    lines = [
+        "Memory of the similar-items lookup (memory-mapped, shared by the workers) and of the item-item version:",
+        "",
+    ]
+    for items, entry in report["sizes"].items():
+        neighbours = entry.get("neighbours")
+        if not neighbours:
+            lines.append(f"- {int(items):,} items: no neighbour lists in this model")
+            continue
+        size = lookup_bytes(int(items), neighbours)
+        text = (
+            f"- {int(items):,} items: {neighbours['count']} neighbours per item, {neighbours['weights_dtype']} "
+            f"weights = {size / MIB:.0f} MiB of the model's {entry['model_bytes'] / MIB:.0f} MiB"
+        )
+        if "item_item" in entry:
+            text += f"; the item-item version is {entry['item_item']['model_bytes'] / MIB:.0f} MiB"
+        lines.append(text)
+    return lines
+
+
+def _similar_text(load: dict[str, Any]) -> str:
+    if "similar_items" not in load:
+        return "not measured"
+    return f"{load['similar_items']['max_rps']:.0f} ({load['similar_ratio_max_rps']:.2f})"
 
 
 def _mib(values: list[int]) -> str:
@@ -351,19 +431,19 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         "",
         "## The median run",
         "",
-        "| items | ANN recall@10 | max rec req/s | `/health/live` req/s | ratio | server CPU per request, rec / health "
-        "| ready s |",
-        "|---|---|---|---|---|---|---|",
+        "| items | ANN recall@10 | max rec req/s | `/health/live` req/s | ratio | similar items req/s (ratio) "
+        "| server CPU per request, rec / health | ready s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for items, entry in report["sizes"].items():
         load = entry["load"]
         recall = entry["ann"]["recall_at_10"] if entry["ann"] else "exact"
         lines.append(
             f"| {int(items):,} | {recall} | {load['recommendations']['max_rps']:.0f} "
-            f"| {load['health_live']['max_rps']:.0f} | {load['ratio_max_rps']:.2f} | {_cpu_text(load['server_cpu'])} "
-            f"| {load['ready_seconds']:.2f} |"
+            f"| {load['health_live']['max_rps']:.0f} | {load['ratio_max_rps']:.2f} | {_similar_text(load)} "
+            f"| {_cpu_text(load['server_cpu'])} | {load['ready_seconds']:.2f} |"
         )
-    lines += ["", "```"]
+    lines += ["", *_lookup_lines(report), "", "```"]
     for items, entry in report["sizes"].items():
         for step in entry["load"]["recommendations"]["sweep"]:
             lines.append(

@@ -7,7 +7,7 @@ import numpy as np
 import psutil
 
 from api.contract import READINESS_PATH
-from api.training.synthetic import user_id
+from api.training.synthetic import item_id, user_id
 from tools.testkit import uwsgi
 from tools.testkit.uwsgi import Uwsgi
 
@@ -57,6 +57,12 @@ def user_paths(users: int, count: int, seed: int = 0) -> list[str]:
         f"/v1/users/{'new-visitor-' + str(index) if unknown[index] else user_id(int(user))}/recommendations?k=10"
         for index, user in enumerate(chosen)
     ]
+
+
+def item_paths(items: int, count: int, k: int = 10, seed: int = 0) -> list[str]:
+    """Similar-items requests for items drawn uniformly: every answer is a different row, no hot set in the caches."""
+    rng = np.random.default_rng(seed)
+    return [f"/v1/items/{item_id(int(item))}/similar?k={k}" for item in rng.integers(0, items, count)]
 
 
 def cpu_seconds(master_pid: int) -> float:

@@ -6,7 +6,12 @@ brackets it between the last sustained step and the first of two saturated ones 
 narrows the bracket to 5 %. A step is sustained with achieved >= 95 % of offered, p99 <= 25 ms and < 1 % errors
 (bench/loadgen.py). Then sweep 25 %-120 % of that maximum (achieved vs offered req/s, p50/p99/p99.9 from the
 scheduled send time, errors; the 70 % step three times, since one short step's tail is noisy) and find `/health/live`'s
-maximum the same way in the same run. User ids are Zipf-distributed over the known users, 10 % are unknown.
+maximum the same way in the same run, then similar items' maximum (items drawn uniformly; answered from the
+neighbour lookup). User ids are Zipf-distributed over the known users, 10 % are unknown.
+
+Each size is also served as an item-item version (bench/model.py: the same catalogue's neighbour lists as item-item
+weights) for one run of the recommendation maximum, the latency at 70 % of it and the similar-items maximum, which
+the report compares with the ALS model's (`--skip-item-item` leaves it out).
 
 With the largest model requested (--sizes), uWSGI is also started with 1, 2 and 4 workers for start-to-ready time and
 the PSS of the master and of every worker, and once more with 2 workers on a private model root whose `current`
@@ -33,7 +38,7 @@ from bench.log_backpressure import log_backpressure
 from bench.memory import MEMORY_WORKERS, SWAP_WORKERS, memory_run, swap_memory_run
 from bench.model import cached_model, manifest_of, model_bytes
 from bench.report import TAIL_FRACTION, machine, median_run, plot, summary_lines, target_verdicts, write_results
-from bench.server import RESULTS, ROOT, cpu_seconds, start_uwsgi, stop, user_paths
+from bench.server import RESULTS, ROOT, cpu_seconds, item_paths, start_uwsgi, stop, user_paths
 from bench.stalls import stall_trace
 
 MODEL_CACHE = RESULTS / "models"
@@ -109,7 +114,9 @@ def uncached_cpu_per_request(
         stop(server)
 
 
-def load_run(models: Path, users: int, workers: int, *, seconds: float, max_steps: int, log: Path) -> dict[str, Any]:
+def load_run(
+    models: Path, items: int, users: int, workers: int, *, seconds: float, max_steps: int, log: Path
+) -> dict[str, Any]:
     server = start_uwsgi(models, workers, log)
     port = server.port
     try:
@@ -123,6 +130,8 @@ def load_run(models: Path, users: int, workers: int, *, seconds: float, max_step
         health = find_max(_measurer(port, [LIVENESS_PATH], seconds), 400.0, max_steps=max_steps)
         if health.max_rps == 0:
             raise SystemExit("no /health/live step was sustained, not even the halved ones; is the machine busy?")
+        print("  similar items, uniform over the catalogue", flush=True)
+        similar = _similar_max(port, items, seconds, max_steps)
         print("  recommendations with Connection: close (a new connection per request)", flush=True)
         closing = find_max(_measurer(port, paths, seconds, keep_alive=False), 100.0, max_steps=max_steps)
         # Both endpoints at the same rate, half the recommendation maximum: below saturation for both.
@@ -150,10 +159,47 @@ def load_run(models: Path, users: int, workers: int, *, seconds: float, max_step
         "health_live": health.as_json(),
         "recommendations_connection_close": closing.as_json(),
         "ratio_max_rps": recommendations.max_rps / health.max_rps,
+        "similar_items": similar.as_json(),
+        "similar_ratio_max_rps": similar.max_rps / health.max_rps,
         "server_cpu": {
             **cpu,
             "ratio": cpu["health_live"]["cpu_ms_per_request"] / cpu["recommendations"]["cpu_ms_per_request"],
         },
+    }
+
+
+def _similar_max(port: int, items: int, seconds: float, max_steps: int) -> Any:
+    paths = item_paths(items, 20_000)
+    warm_up("127.0.0.1", port, paths)
+    similar = find_max(_measurer(port, paths, seconds), 400.0, max_steps=max_steps)
+    if similar.max_rps == 0:
+        raise SystemExit("no similar-items step was sustained, not even the halved ones; is the machine busy?")
+    return similar
+
+
+def family_run(
+    models: Path, items: int, users: int, workers: int, *, seconds: float, max_steps: int, log: Path
+) -> dict[str, Any]:
+    """The item-item version's recommendation maximum, its latency at TAIL_FRACTION of it and its similar maximum."""
+    server = start_uwsgi(models, workers, log)
+    port = server.port
+    try:
+        paths = user_paths(users, 20_000)
+        warm_up("127.0.0.1", port, paths)
+        measure = _measurer(port, paths, seconds)
+        recommendations = find_max(measure, 100.0, max_steps=max_steps)
+        if recommendations.max_rps == 0:
+            raise SystemExit("no item-item recommendation step was sustained; is the machine busy?")
+        tail = [asdict(measure(TAIL_FRACTION * recommendations.max_rps, f"{TAIL_FRACTION:.0%}")) for _ in range(3)]
+        similar = _similar_max(port, items, seconds, max_steps)
+    finally:
+        stop(server)
+    return {
+        "workers": workers,
+        "ready_seconds": round(server.ready_seconds, 3),
+        "recommendations": recommendations.as_json(),
+        "at_tail_fraction": tail,
+        "similar_items": similar.as_json(),
     }
 
 
@@ -192,6 +238,7 @@ def main(argv: list[str] | None = None) -> None:
         help="one more run per size with garbage-collection pauses and worker recycling set against the slowest 1 %%",
     )
     parser.add_argument("--skip-backpressure", action="store_true", help="leave out the log back-pressure run")
+    parser.add_argument("--skip-item-item", action="store_true", help="leave out the item-item version's run")
     parser.add_argument(
         "--runs", type=int, default=3, help="load runs per size (maximum, sweep, CPU); figures are their median"
     )
@@ -225,6 +272,7 @@ def main(argv: list[str] | None = None) -> None:
             "items": items,
             "users": users,
             "ann": manifest_of(models).get("ann"),
+            "neighbours": manifest_of(models).get("neighbours"),
             "model_bytes": model_bytes(models),
             "model_load_seconds": round(time.perf_counter() - load_started, 3),
         }
@@ -233,9 +281,20 @@ def main(argv: list[str] | None = None) -> None:
         for run in range(1, args.runs + 1):
             print(f"  load run {run} of {args.runs}", flush=True)
             entry["load_runs"].append(
-                load_run(models, users, args.workers, seconds=args.step_seconds, max_steps=args.max_steps, log=log)
+                load_run(
+                    models, items, users, args.workers, seconds=args.step_seconds, max_steps=args.max_steps, log=log
+                )
             )
         entry["load"] = median_run(entry["load_runs"])
+        if not args.skip_item_item:
+            item_item = cached_model(MODEL_CACHE, items, users, ann_min_items=50_000, family="item_item")
+            print(f"  item-item version ({model_bytes(item_item)} bytes)", flush=True)
+            entry["item_item"] = {
+                "model_bytes": model_bytes(item_item),
+                **family_run(
+                    item_item, items, users, args.workers, seconds=args.step_seconds, max_steps=args.max_steps, log=log
+                ),
+            }
         if args.trace_stalls:
             entry["stall_trace"] = stall_trace(
                 models,

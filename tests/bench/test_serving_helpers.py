@@ -13,6 +13,7 @@ from bench.report import (
     FAIL,
     NOT_MEASURED,
     PASS,
+    lookup_bytes,
     median_run,
     repeat_summary,
     target_verdicts,
@@ -177,9 +178,17 @@ def sweep(*, worst_tail: float = 2.0, worst_p999: float = 10.0) -> list[dict[str
 
 
 def load_run(
-    *, rec_rps: float = 1500, health_rps: float = 2000, tail: float = 2.0, p999: float = 10.0, ready: float = 1.0
+    *,
+    rec_rps: float = 1500,
+    health_rps: float = 2000,
+    tail: float = 2.0,
+    p999: float = 10.0,
+    ready: float = 1.0,
+    similar_rps: float = 1900,
 ) -> dict[str, Any]:
     return {
+        "similar_items": {"max_rps": similar_rps},
+        "similar_ratio_max_rps": similar_rps / health_rps,
         "ready_seconds": ready,
         "recommendations": {"max_rps": rec_rps, "sweep": sweep(worst_tail=tail, worst_p999=p999)},
         "health_live": {"max_rps": health_rps},
@@ -200,9 +209,11 @@ def size_entry(
     memory_ready: list[float] | None = None,
     pss_totals: dict[int, int] | None = None,
     model_bytes: int = 600 * MIB,
+    item_item_rps: float | None = 1450,
 ) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "model_bytes": model_bytes,
+        "neighbours": {"count": 100, "metric": "cosine", "weights_dtype": "float16"},
         "ann": {"recall_at_10": recall, "nprobe": 32, "nlist": 4096},
         "load_runs": runs,
         "load": median_run(runs),
@@ -212,6 +223,13 @@ def size_entry(
             {"workers": workers, "total_pss_bytes": total, "ready_seconds": seconds}
             for (workers, total), seconds in zip(pss_totals.items(), memory_ready or [1.0] * 3, strict=True)
         ]
+    if item_item_rps is not None:
+        entry["item_item"] = {
+            "model_bytes": 590 * MIB,
+            "recommendations": {"max_rps": item_item_rps},
+            "at_tail_fraction": [{"p99_ms": 3.0}] * 3,
+            "similar_items": {"max_rps": 1900},
+        }
     return entry
 
 
@@ -226,12 +244,13 @@ def test_targets_pass_when_the_median_of_the_runs_meets_every_limit() -> None:
     # One run of three misses every limit; the median of the three still meets them.
     runs = [load_run(), load_run(rec_rps=1000, tail=5.0, p999=40.0), load_run(rec_rps=1450, tail=2.5, p999=20.0)]
     sizes = {"1000000": size_entry(runs, pss_totals=GOOD_PSS)}
-    assert verdicts(sizes) == dict.fromkeys(("(a)", "(b)", "(c)", "(d)", "(e)", "(f)"), PASS)
+    assert verdicts(sizes) == dict.fromkeys(("(a)", "(b)", "(c)", "(d)", "(e)", "(f)", "(g)", "(h)"), PASS)
 
 
 def test_targets_fail_when_the_median_misses_its_limit() -> None:
-    runs = [load_run(rec_rps=1300, tail=3.5, p999=30.0, ready=1.6)] * 3
-    sizes = {"1000000": size_entry(runs, recall=0.94, pss_totals={1: 400 * MIB, 2: 430 * MIB, 4: 500 * MIB})}
+    runs = [load_run(rec_rps=1300, tail=3.5, p999=30.0, ready=1.6, similar_rps=1700)] * 3
+    pss = {1: 400 * MIB, 2: 430 * MIB, 4: 500 * MIB}
+    sizes = {"1000000": size_entry(runs, recall=0.94, pss_totals=pss, item_item_rps=1100)}
     assert set(verdicts(sizes).values()) == {FAIL}
 
 
@@ -256,6 +275,40 @@ def test_a_figure_that_varies_over_15_percent_between_runs_is_flagged_unsteady()
     assert summary["rec_max_rps"]["spread"] == pytest.approx(400 / 1100)
     assert summary["rec_max_rps"]["unsteady"]
     assert not summary["health_max_rps"]["unsteady"]
+
+
+def test_similar_items_target_is_the_median_ratio_to_liveness_over_the_runs() -> None:
+    runs = [load_run(similar_rps=1760), load_run(similar_rps=1820), load_run(similar_rps=1900)]
+    row = next(row for row in target_verdicts({"sizes": {"1000000": size_entry(runs)}}) if row["target"][:3] == "(g)")
+    assert row["value"] == pytest.approx(0.91)
+    assert row["verdict"] == PASS
+    assert row["detail"] == "runs 0.88, 0.91, 0.95"
+
+
+def test_runs_from_before_the_similar_items_maximum_leave_its_target_unmeasured() -> None:
+    old = load_run()
+    del old["similar_items"], old["similar_ratio_max_rps"]
+    rows = target_verdicts({"sizes": {"1000000": size_entry([old, load_run()])}})
+    row = next(row for row in rows if row["target"][:3] == "(g)")
+    assert row["verdict"] == NOT_MEASURED
+    assert row["detail"] == "no similar-items maximum in these runs"
+
+
+def test_item_item_target_compares_its_maximum_with_the_als_median() -> None:
+    runs = [load_run(rec_rps=1000), load_run(rec_rps=1200), load_run(rec_rps=2000)]
+    rows = target_verdicts({"sizes": {"1000000": size_entry(runs, item_item_rps=1050)}})
+    row = next(row for row in rows if row["target"][:3] == "(h)")
+    assert row["value"] == pytest.approx(1050 / 1200)
+    assert row["verdict"] == FAIL
+    assert row["detail"].startswith("1050 / 1200 req/s; p99 at 70% 3.0 ms")
+    skipped = target_verdicts({"sizes": {"1000000": size_entry(runs, item_item_rps=None)}})
+    row = next(row for row in skipped if row["target"][:3] == "(h)")
+    assert (row["verdict"], row["detail"]) == (NOT_MEASURED, "item-item version not run (--skip-item-item)")
+
+
+def test_the_lookup_memory_is_items_times_n_times_id_and_weight_bytes() -> None:
+    assert lookup_bytes(1_000_000, {"count": 100, "weights_dtype": "float16"}) == 600_000_000
+    assert lookup_bytes(20_000, {"count": 100, "weights_dtype": "float32"}) == 16_000_000
 
 
 def test_the_median_run_is_the_one_with_the_median_throughput_ratio() -> None:
@@ -321,6 +374,8 @@ def test_results_file_holds_the_date_commit_machine_and_every_target(tmp_path: P
     assert "2026-11-30T01:00:00+00:00" in text and "`abc1234`" in text and "Test CPU" in text
     assert all(f"| {row['target']} |" in text for row in report["targets"])
     assert "unsteady" in text  # rec max 1000 vs 1500 in the runs
+    assert "- 1,000,000 items: 100 neighbours per item, float16 weights = 572 MiB of the model's 600 MiB" in text
+    assert "the item-item version is 590 MiB" in text
     assert "| blocking (router stopped 5 s at 1000 req/s) | 3.0 / 4000.0 / 3.0 | 17 | 15000 | 0 | 15000 |" in text
 
 
