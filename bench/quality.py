@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
         ease = rows["EASE"].metrics
         print(
             f"EASE / chosen: P@{k} {ease.precision / max(chosen.precision, 1e-12):.3f}x, "
-            f"NDCG@{k} {ease.ndcg / max(chosen.ndcg, 1e-12):.3f}x (EASE is evaluated, not served)"
+            f"NDCG@{k} {ease.ndcg / max(chosen.ndcg, 1e-12):.3f}x (EASE is published when it wins on validation)"
         )
     print(f"training {run['seconds']:.1f} s, trainer peak memory {summary['peak_memory_mb']:.0f} MB")
     RESULTS.mkdir(parents=True, exist_ok=True)

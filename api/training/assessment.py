@@ -141,13 +141,22 @@ def assess(
         if ease_row is not None:
             rows.append(ease_row)
 
-    chosen_row = next(row for row in rows if row.model == chosen_model)
-    rows.append(Row("chosen", f"{chosen_model}: {chosen_row.setting}", chosen_row.metrics, chosen_row.fit_seconds))
+    als_row = next(row for row in rows if row.model == chosen_model)
+    ease_row = next((row for row in rows if row.model == "EASE"), None)
+    ease_wins = (
+        ease_row is not None
+        and ease_row.validation_ndcg is not None
+        and als_row.validation_ndcg is not None
+        and ease_row.validation_ndcg > als_row.validation_ndcg
+    )
+    # The model `--family auto` publishes: EASE when it beat the best ALS on validation, else that ALS.
+    chosen_row = ease_row if ease_wins and ease_row is not None else als_row
+    rows.append(Row("chosen", f"{chosen_row.model}: {chosen_row.setting}", chosen_row.metrics, chosen_row.fit_seconds))
     for row in rows:
         say(f"test @{k} {row.model}: {_line(row.metrics)} (fit {row.fit_seconds:.1f} s)")
     evaluation = _evaluation(protocol, test, rows, chosen_model, budget)
-    ease_lambda = next((row.parameter for row in rows if row.model == "EASE"), None)
-    ease_wins = bool(evaluation.get("ease_vs_chosen", {}).get("wins_on_validation", False))
+    evaluation["chosen"] = _key(chosen_row.model)
+    ease_lambda = ease_row.parameter if ease_row is not None else None
     return Assessment(chosen, chosen_model, rows, evaluation, search_entry, ease_lambda, ease_wins)
 
 
@@ -213,7 +222,8 @@ def _evaluation(protocol: Protocol, test: Split, rows: list[Row], chosen_model: 
         "users_eligible": len(test.users),
         "users_evaluated": evaluated,
         **models,
-        # What the published version is: the chosen ALS, refitted on every interaction after this evaluation.
+        # The best ALS on validation (what an ALS version publishes, refitted on every interaction); "chosen" names
+        # the model `--family auto` publishes, EASE when it won on validation.
         "als": {**chosen.metrics.as_dict(), "model": _key(chosen_model)},
         "chosen": _key(chosen_model),
     }
@@ -224,6 +234,6 @@ def _evaluation(protocol: Protocol, test: Split, rows: list[Row], chosen_model: 
             "wins_on_validation": ease.validation_ndcg > chosen.validation_ndcg,
             f"test_precision_at_{k}_ratio": round(ease.metrics.precision / max(chosen.metrics.precision, 1e-12), 4),
             f"test_ndcg_at_{k}_ratio": round(ease.metrics.ndcg / max(chosen.metrics.ndcg, 1e-12), 4),
-            "note": "when EASE wins on validation the trainer publishes it (family item_item) unless --family als",
+            "note": "EASE is published (family item_item) when it wins on validation, unless --family als",
         }
     return entry

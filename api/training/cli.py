@@ -111,6 +111,9 @@ def train(
     published = _published_family(family, assessment, len(data.item_ids), log.sayer("fit"))
     version = version or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     evaluation = assessment.evaluation if assessment else None
+    if evaluation is not None:
+        # The published model, which --family may have forced against the assessment's choice.
+        evaluation = {**evaluation, "chosen": "ease" if published == "item_item" else evaluation["als"]["model"]}
     fitted = _fit(
         published,
         matrix,

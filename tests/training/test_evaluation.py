@@ -221,4 +221,6 @@ def test_the_trainer_reports_every_baseline_on_the_same_users(synthetic: Interac
     evaluation = result.evaluation
     assert evaluation["users_evaluated"] == result.rows[0].metrics.users
     assert evaluation["protocol"]["split"] == "per_user_temporal"
-    assert evaluation["chosen"] in {"als_defaults", "als_tuned"}
+    # EASE when it beat the best ALS on validation, else that ALS.
+    assert evaluation["chosen"] == ("ease" if result.ease_wins else evaluation["als"]["model"])
+    assert evaluation["als"]["model"] in {"als_defaults", "als_tuned"}
