@@ -86,9 +86,12 @@ class Recommender:
         From the trainer's neighbour lists when the version has them and they reach k past the exclusions (one row
         read); otherwise from the similar-items index or an exact scan.
         """
-        excluded = set(exclude.tolist()) | {item}
+        requested = set(exclude.tolist())
+        excluded = requested | {item}
         if self._neighbours is not None:
-            indices, scores = neighbour_files.lookup(self._neighbours, item, k, excluded)
+            # A row never holds its own item (the loader checks), so only the request's exclusions are looked for:
+            # with none, the answer is a slice of the row.
+            indices, scores = neighbour_files.lookup(self._neighbours, item, k, requested)
             if neighbour_files.covers(self._neighbours, len(indices), k):
                 return Scored(indices=indices, scores=scores)
         vector = np.asarray(self._arrays.item_factors[item])

@@ -242,3 +242,23 @@ def test_uwsgi_swaps_from_als_to_item_item_under_load_with_no_failed_request(
     assert set(versions) == {"v1", "ii1"}
     assert versions[-30:] == ["ii1"] * 30
     assert server.output().count("model ii1 loaded from") == 2  # one per worker
+
+
+def test_dense_and_sparse_summation_give_the_same_answers(
+    item_item_app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recommender = recommender_of(item_item_app)
+    answers = {}
+    row_of_5 = np.asarray(recommender.model.neighbours.indices[5]).tolist()  # type: ignore[union-attr]
+    for name, per_value in (("sparse", 0), ("dense", 10**9)):
+        monkeypatch.setattr("api.serving.itemitem.DENSE_PER_VALUE", per_value)
+        answers[name] = [recommender.for_user(user, 20, recommender.seen_by(user)) for user in range(0, 1500, 97)] + [
+            recommender.for_items(np.array([5]), 100, np.array([5, 7, 9, *sorted(row_of_5)[:2]]))
+        ]
+    for sparse, dense in zip(answers["sparse"], answers["dense"], strict=True):
+        assert sparse.indices.tolist() == dense.indices.tolist()
+        np.testing.assert_allclose(sparse.scores, dense.scores, rtol=1e-6)
+    # One item's row less the exclusions in it: unscored items are not recommended, so the answer can fall short of k.
+    row = set(np.asarray(recommender.model.neighbours.indices[5]).tolist())  # type: ignore[union-attr]
+    assert set(answers["dense"][-1].indices.tolist()) == row - {7, 9, *sorted(row_of_5)[:2]}
+    assert len(answers["dense"][-1].indices) < 100
