@@ -195,7 +195,7 @@ def openapi_document(config: ApiConfig) -> dict[str, Any]:
             },
             "/v1/items/{item_id}/similar": {
                 "get": {
-                    "summary": "Items whose factors are closest (cosine) to this item's.",
+                    "summary": "The item's nearest neighbours: factor cosine (als) or EASE weights (item_item).",
                     "operationId": "similarItems",
                     "parameters": [_path_id("item_id"), _param("k"), _param("exclude")],
                     "responses": {
@@ -208,7 +208,7 @@ def openapi_document(config: ApiConfig) -> dict[str, Any]:
             },
             "/v1/recommendations": {
                 "post": {
-                    "summary": "Session recommendations for an anonymous user from recently viewed items (fold-in).",
+                    "summary": "Session recommendations from recently viewed items (ALS fold-in or item-item sum).",
                     "operationId": "sessionRecommendations",
                     "requestBody": _body("SessionRequest"),
                     "responses": {
