@@ -325,6 +325,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
 def _cpu_text(cpu: dict[str, Any]) -> str:
     uncached = cpu.get("recommendations_uncached")
     without = f", rec. {uncached['cpu_ms_per_request']:.3f} ms with the answer cache off" if uncached else ""
+    similar = cpu.get("similar_items")
+    without += f", similar items {similar['cpu_ms_per_request']:.3f} ms" if similar else ""
     return (
         f"{cpu['recommendations']['cpu_ms_per_request']:.3f} / {cpu['health_live']['cpu_ms_per_request']:.3f} ms "
         f"(ratio {cpu['ratio']:.2f}{without})"
