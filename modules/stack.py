@@ -147,6 +147,7 @@ class RecsysStack(TerraformStack):
                 security_group_id=security_groups.alb.id,
                 access_log_bucket=logs.alb_log_bucket.bucket,
                 access_log_prefix=logs.alb_log_prefix,
+                access_log_ready=logs.alb_log_bucket_policy,
                 certificate_arn=config.certificate_arn,
                 deletion_protection=config.deletion_protection,
             ),

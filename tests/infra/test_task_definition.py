@@ -1,6 +1,8 @@
 """The Fargate task: app + FireLens router, read-only EFS model mount, least-privilege roles."""
 
+import configparser
 import posixpath
+from pathlib import Path
 
 import botocore.session
 from botocore.validate import ParamValidator
@@ -12,11 +14,21 @@ from api.contract import (
     CONTAINER_MODEL_DIR,
     MODEL_DIR_ENV,
     SHUTDOWN_GRACE_SECONDS,
+    WORKER_MERCY_SECONDS,
     WRITABLE_PATHS,
 )
-from modules.contracts import ROUTER
+from modules.contracts import ROUTER, ROUTER_CONFIG_FILE, ROUTER_CONTRACT_FILE, service_grace_seconds
 from tests.infra.conftest import IMAGE_TAG
 from tests.infra.helpers import Synth, containers, only, ref, role_policy
+
+ROOT = Path(__file__).resolve().parents[2]
+UWSGI_INI = ROOT / "api" / "uwsgi.ini"
+# ECS Exec's SSM agent writes here; with a read-only root these must be volumes too (root-owned is fine: the agent
+# runs as root).
+EXEC_AGENT_PATHS = {"/var/lib/amazon", "/var/log/amazon"}
+# Headroom the router needs beyond Fluent Bit's Grace: an entrypoint holding SIGTERM until the rewrite_tag emitter
+# has drained, plus the last S3 upload.
+ROUTER_HEADROOM_SECONDS = 20
 
 
 def test_fargate_task_size_platform_and_network_mode(dev: Synth) -> None:
@@ -50,13 +62,27 @@ def test_app_listens_on_the_contract_port_and_finds_its_model(dev: Synth) -> Non
     assert "APP_BIND" not in {e["name"] for e in app["environment"]}
 
 
-def test_models_are_mounted_read_only_and_only_declared_paths_are_writable(dev: Synth) -> None:
+def test_models_are_mounted_read_only_and_exactly_the_contract_paths_are_writable(dev: Synth) -> None:
     app = containers(dev)[ROUTER.app_container_name]
     mounts = {m["containerPath"]: m for m in app["mountPoints"]}
     assert mounts[CONTAINER_MODEL_DIR]["readOnly"] is True
     writable = {path for path, m in mounts.items() if not m["readOnly"]}
-    assert set(WRITABLE_PATHS) <= writable
-    assert writable - set(WRITABLE_PATHS) == {"/var/lib/amazon", "/var/log/amazon"}  # ECS Exec agent
+    assert writable == set(WRITABLE_PATHS) | EXEC_AGENT_PATHS
+
+
+def test_every_writable_path_is_a_task_scoped_bind_volume(dev: Synth) -> None:
+    # A Fargate bind mount without a host path is task storage: an empty root-owned 0755 directory unless the image
+    # declares a VOLUME there (then the image's content, owner and mode are copied in). The image side (VOLUME
+    # owned by APP_UID) is held by the image tests; here every contract path must be such a volume.
+    # https://docs.aws.amazon.com/AmazonECS/latest/developerguide/bind-mounts.html
+    task = only(dev, "aws_ecs_task_definition")
+    volumes = {v["name"]: v for v in task["volume"]}
+    app = containers(dev)[ROUTER.app_container_name]
+    source = {m["containerPath"]: m["sourceVolume"] for m in app["mountPoints"]}
+    for path in WRITABLE_PATHS:
+        assert path in source, f"{path} (api.contract.WRITABLE_PATHS) is not mounted in the app container"
+        volume = volumes[source[path]]
+        assert set(volume) == {"name"}, f"{path}: expected a plain bind volume, got {volume}"
 
 
 def test_efs_volume_uses_tls_the_access_point_and_iam(dev: Synth) -> None:
@@ -83,8 +109,47 @@ def test_app_health_check_probes_liveness_after_the_model_load(dev: Synth) -> No
     assert check["timeout"] < check["interval"]
 
 
-def test_stop_timeout_leaves_room_for_graceful_shutdown(dev: Synth) -> None:
-    assert containers(dev)[ROUTER.app_container_name]["stopTimeout"] > SHUTDOWN_GRACE_SECONDS
+def uwsgi_mercies() -> list[int]:
+    ini = configparser.ConfigParser(strict=False, interpolation=None, comment_prefixes=(";", "#"))
+    ini.read_string(UWSGI_INI.read_text())
+    return [int(ini["uwsgi"][key]) for key in ("reload-mercy", "worker-reload-mercy")]
+
+
+def test_uwsgi_worker_mercy_is_the_contract_value() -> None:
+    assert max(uwsgi_mercies()) <= WORKER_MERCY_SECONDS, "raise WORKER_MERCY_SECONDS in api/contract.py too"
+
+
+def test_app_stop_timeout_covers_the_drain_and_the_worker_mercy(dev: Synth) -> None:
+    # Fargate sends SIGKILL when stopTimeout ends (default 30 s, at most 120 s):
+    # https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_ContainerDefinition.html
+    # The drain of queued requests is bounded by SHUTDOWN_GRACE_SECONDS, then each worker gets its mercy.
+    stop_timeout = containers(dev)[ROUTER.app_container_name]["stopTimeout"]
+    worst_case = SHUTDOWN_GRACE_SECONDS + max(uwsgi_mercies())
+    assert worst_case < stop_timeout <= 120
+
+
+def test_router_outlives_fluent_bit_grace_with_headroom(dev: Synth) -> None:
+    grace = service_grace_seconds(ROUTER_CONFIG_FILE.read_text())
+    assert grace >= 5, "Fluent Bit's Grace below its default: the last S3 upload would not finish"
+    router = containers(dev)["log-router"]
+    assert grace + ROUTER_HEADROOM_SECONDS <= router["stopTimeout"] <= 120
+
+
+def test_grace_is_read_from_the_service_section_only() -> None:
+    text = "[SERVICE]\n    Flush 1\n    # Grace 99\n\tGrace\t12\n[OUTPUT]\n    Grace 40\n"
+    assert service_grace_seconds(text) == 12
+    assert service_grace_seconds("[SERVICE]\n    Flush 1\n") == 5  # Fluent Bit's default
+    assert ROUTER_CONTRACT_FILE.parent == ROUTER_CONFIG_FILE.parent
+
+
+def test_app_log_delivery_is_non_blocking_with_a_sized_buffer(dev: Synth) -> None:
+    # Chosen on purpose (issue 16): a stalled router must not block the workers' stdout writes. Since June 2025
+    # ECS defaults to non-blocking unless the account setting says otherwise; the task definition pins it.
+    # https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_LogConfiguration.html
+    options = containers(dev)[ROUTER.app_container_name]["logConfiguration"]["options"]
+    assert options["mode"] == "non-blocking"
+    size = options["max-buffer-size"]
+    assert size.endswith("m") and 4 <= int(size[:-1]) <= 256, size
 
 
 def test_router_is_a_firelens_fluent_bit_with_our_baked_config(dev: Synth) -> None:
@@ -146,6 +211,14 @@ def test_task_role_writes_errors_to_its_group_and_app_logs_under_the_prefix_only
     bucket = ref(dev, "aws_s3_bucket", "app-logs", "arn")
     assert statements["RouterWritesAppLogs"]["Resource"] == [f"{bucket}/{ROUTER.s3_prefix}*"]
     assert statements["RouterWritesAppLogs"]["Action"] == ["s3:PutObject"]
+
+
+def test_ecs_exec_audit_can_find_and_write_its_streams(dev: Synth) -> None:
+    # https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs-exec.html (IAM permissions for logging)
+    audit = next(s for s in role_policy(dev, "task-policy") if s["Sid"] == "EcsExecAudit")
+    group = ref(dev, "aws_cloudwatch_log_group", "exec-audit", "arn")
+    assert audit["Action"] == ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"]
+    assert audit["Resource"] == [group, f"{group}:log-stream:*"]
 
 
 def test_star_resources_appear_only_where_aws_offers_nothing_narrower(dev: Synth) -> None:
