@@ -114,7 +114,7 @@ class LogDestinations(Construct):
             retention_in_days=props.retention_days,
             kms_key_id=self.key.arn,
         )
-        self.app_log_bucket, _ = _private_bucket(
+        self.app_log_bucket, _ = private_bucket(
             self,
             id_="app-logs",
             name=f"{props.name}-app-logs-{context.account_id}-{context.region}",
@@ -130,7 +130,7 @@ class LogDestinations(Construct):
             "app-logs-lifecycle",
             bucket=self.app_log_bucket.id,
             rule=[
-                _expiry_rule(
+                expiry_rule(
                     "tier-then-expire",
                     props.app_log_expiration_days,
                     transition=[
@@ -145,7 +145,7 @@ class LogDestinations(Construct):
             ],
         )
         elb = DataAwsElbServiceAccount(self, "elb-account")
-        self.alb_log_bucket, self.alb_log_bucket_policy = _private_bucket(
+        self.alb_log_bucket, self.alb_log_bucket_policy = private_bucket(
             self,
             id_="alb-logs",
             name=f"{props.name}-alb-logs-{context.account_id}-{context.region}",
@@ -174,12 +174,12 @@ class LogDestinations(Construct):
             self,
             "alb-logs-lifecycle",
             bucket=self.alb_log_bucket.id,
-            rule=[_expiry_rule("expire", props.app_log_glacier_days, transition=[])],
+            rule=[expiry_rule("expire", props.app_log_glacier_days, transition=[])],
         )
         self.alb_log_prefix = ALB_LOG_PREFIX
 
 
-def _private_bucket(
+def private_bucket(
     scope: Construct,
     *,
     id_: str,
@@ -224,7 +224,7 @@ def _private_bucket(
     return bucket, bucket_policy
 
 
-def _expiry_rule(
+def expiry_rule(
     rule_id: str, expire_days: int, transition: list[S3BucketLifecycleConfigurationRuleTransition]
 ) -> S3BucketLifecycleConfigurationRule:
     # Versioning is on, so overwritten or deleted objects linger as noncurrent versions: expire them too.

@@ -59,7 +59,7 @@ def test_failed_deployments_impaired_services_and_crashed_tasks_are_reported(dev
 
 def test_every_rule_sends_one_readable_line_to_the_topic(dev: Synth) -> None:
     targets = list(resources(dev, "aws_cloudwatch_event_target").values())
-    assert len(targets) == 3
+    assert len(targets) == 5  # deployment, service, task crash; training failed, training not started
     for target in targets:
         assert target["arn"] == ref(dev, "aws_sns_topic", "topic", "arn")
         transformer = target["input_transformer"]

@@ -19,7 +19,7 @@ from api.contract import (
 )
 from modules.contracts import ROUTER, ROUTER_CONFIG_FILE, ROUTER_CONTRACT_FILE, service_grace_seconds
 from tests.infra.conftest import IMAGE_TAG
-from tests.infra.helpers import Synth, containers, only, ref, role_policy
+from tests.infra.helpers import Synth, containers, ref, role_policy, serving_task
 
 ROOT = Path(__file__).resolve().parents[2]
 UWSGI_INI = ROOT / "api" / "uwsgi.ini"
@@ -32,7 +32,7 @@ ROUTER_HEADROOM_SECONDS = 20
 
 
 def test_fargate_task_size_platform_and_network_mode(dev: Synth) -> None:
-    task = only(dev, "aws_ecs_task_definition")
+    task = serving_task(dev)
     assert (task["cpu"], task["memory"]) == ("2048", "4096")
     assert task["requires_compatibilities"] == ["FARGATE"]
     assert task["network_mode"] == "awsvpc"
@@ -75,7 +75,7 @@ def test_every_writable_path_is_a_task_scoped_bind_volume(dev: Synth) -> None:
     # declares a VOLUME there (then the image's content, owner and mode are copied in). The image side (VOLUME
     # owned by APP_UID) is held by the image tests; here every contract path must be such a volume.
     # https://docs.aws.amazon.com/AmazonECS/latest/developerguide/bind-mounts.html
-    task = only(dev, "aws_ecs_task_definition")
+    task = serving_task(dev)
     volumes = {v["name"]: v for v in task["volume"]}
     app = containers(dev)[ROUTER.app_container_name]
     source = {m["containerPath"]: m["sourceVolume"] for m in app["mountPoints"]}
@@ -86,12 +86,12 @@ def test_every_writable_path_is_a_task_scoped_bind_volume(dev: Synth) -> None:
 
 
 def test_efs_volume_uses_tls_the_access_point_and_iam(dev: Synth) -> None:
-    volumes = {v["name"]: v for v in only(dev, "aws_ecs_task_definition")["volume"]}
+    volumes = {v["name"]: v for v in serving_task(dev)["volume"]}
     efs = volumes["models"]["efs_volume_configuration"]
     assert efs["file_system_id"] == ref(dev, "aws_efs_file_system", "file-system")
     assert efs["transit_encryption"] == "ENABLED"
     assert efs["authorization_config"] == {
-        "access_point_id": ref(dev, "aws_efs_access_point", "access-point"),
+        "access_point_id": ref(dev, "aws_efs_access_point", "storage_access-point"),
         "iam": "ENABLED",
     }
 
@@ -186,7 +186,7 @@ def test_router_own_logs_go_to_its_group_through_awslogs(dev: Synth) -> None:
 
 
 def test_execution_role_pulls_only_our_images_and_writes_only_router_logs(dev: Synth) -> None:
-    statements = {s["Sid"]: s for s in role_policy(dev, "execution-policy")}
+    statements = {s["Sid"]: s for s in role_policy(dev, "task_execution-policy")}
     assert statements["PullOurImages"]["Resource"] == [
         ref(dev, "aws_ecr_repository", "registry_app", "arn"),
         ref(dev, "aws_ecr_repository", "registry_log-router", "arn"),
@@ -197,15 +197,17 @@ def test_execution_role_pulls_only_our_images_and_writes_only_router_logs(dev: S
 
 
 def test_task_role_mounts_only_through_the_access_point(dev: Synth) -> None:
-    mount = next(s for s in role_policy(dev, "task-policy") if s["Sid"] == "MountModelsThroughAccessPoint")
+    mount = next(s for s in role_policy(dev, "task_task-policy") if s["Sid"] == "MountModelsThroughAccessPoint")
     assert mount["Action"] == ["elasticfilesystem:ClientMount"]  # no ClientWrite: the mount is read-only
     assert mount["Condition"] == {
-        "StringEquals": {"elasticfilesystem:AccessPointArn": ref(dev, "aws_efs_access_point", "access-point", "arn")}
+        "StringEquals": {
+            "elasticfilesystem:AccessPointArn": ref(dev, "aws_efs_access_point", "storage_access-point", "arn")
+        }
     }
 
 
 def test_task_role_writes_errors_to_its_group_and_app_logs_under_the_prefix_only(dev: Synth) -> None:
-    statements = {s["Sid"]: s for s in role_policy(dev, "task-policy")}
+    statements = {s["Sid"]: s for s in role_policy(dev, "task_task-policy")}
     error_group = ref(dev, "aws_cloudwatch_log_group", "logs_errors", "arn")
     assert statements["RouterWritesErrors"]["Resource"] == [error_group, f"{error_group}:log-stream:*"]
     bucket = ref(dev, "aws_s3_bucket", "app-logs", "arn")
@@ -215,7 +217,7 @@ def test_task_role_writes_errors_to_its_group_and_app_logs_under_the_prefix_only
 
 def test_ecs_exec_audit_can_find_and_write_its_streams(dev: Synth) -> None:
     # https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs-exec.html (IAM permissions for logging)
-    audit = next(s for s in role_policy(dev, "task-policy") if s["Sid"] == "EcsExecAudit")
+    audit = next(s for s in role_policy(dev, "task_task-policy") if s["Sid"] == "EcsExecAudit")
     group = ref(dev, "aws_cloudwatch_log_group", "exec-audit", "arn")
     assert audit["Action"] == ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"]
     assert audit["Resource"] == [group, f"{group}:log-stream:*"]
@@ -230,7 +232,14 @@ def test_star_resources_appear_only_where_aws_offers_nothing_narrower(dev: Synth
         "ssmmessages:OpenControlChannel",
         "ssmmessages:OpenDataChannel",
     }
-    for fragment in ("execution-policy", "task-policy", "flow-log-policy"):
+    for fragment in (
+        "task_execution-policy",
+        "task_task-policy",
+        "training_execution-policy",
+        "training_task-policy",
+        "scheduler-policy",
+        "flow-log-policy",
+    ):
         for statement in role_policy(dev, fragment):
             if "*" in statement["Resource"]:
                 assert set(statement["Action"]) <= allowed, statement
