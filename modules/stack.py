@@ -22,6 +22,7 @@ from modules.service import AppService, AppServiceProps
 from modules.storage import ModelStorage, ModelStorageProps
 from modules.task_definition import AppTask, AppTaskProps
 from modules.training import TRAINER_TAG_SUFFIX, Training, TrainingProps
+from modules.waf import WebFirewall, WebFirewallProps
 
 
 class RecsysStack(TerraformStack):
@@ -154,6 +155,13 @@ class RecsysStack(TerraformStack):
                 deletion_protection=config.deletion_protection,
             ),
         )
+        if config.waf:
+            firewall = WebFirewall(
+                self,
+                "waf",
+                WebFirewallProps(name=name, load_balancer_arn=alb.lb.arn, rate_limit=config.waf_rate_limit),
+            )
+            TerraformOutput(self, "web_acl_arn", value=firewall.web_acl.arn)
         data = InteractionData(
             self,
             "data",
