@@ -159,7 +159,13 @@ class RecsysStack(TerraformStack):
             firewall = WebFirewall(
                 self,
                 "waf",
-                WebFirewallProps(name=name, load_balancer_arn=alb.lb.arn, rate_limit=config.waf_rate_limit),
+                WebFirewallProps(
+                    name=name,
+                    load_balancer_arn=alb.lb.arn,
+                    log_kms_key_arn=logs.key_arn,
+                    rate_limit=config.waf_rate_limit,
+                    log_retention_days=config.log_retention_days,
+                ),
             )
             TerraformOutput(self, "web_acl_arn", value=firewall.web_acl.arn)
         data = InteractionData(

@@ -36,6 +36,7 @@ from api.contract import APP_GID, APP_UID, CONTAINER_MODEL_DIR, MODEL_DIR_ENV, W
 from modules.config import FARGATE_MEMORY, LOG_RETENTION_DAYS
 from modules.errors import Problems
 from modules.iam import AwsContext, assume_role_policy, policy, statement
+from modules.kms import EncryptionKey, EncryptionKeyProps
 
 TRAINER_CONTAINER = "trainer"
 # The trainer image is the API Dockerfile's `train` target, pushed to the same ECR repository as the serving image
@@ -373,6 +374,14 @@ class Training(Construct):
         # EventBridge Scheduler runs the task with its own role: RunTask on this family in this cluster, and
         # PassRole of exactly the two roles the task definition names
         # (https://docs.aws.amazon.com/scheduler/latest/UserGuide/setting-up.html#setting-up-execution-role).
+        # A key of its own for the schedule's stored target; Scheduler decrypts it with the execution role's
+        # permission (https://docs.aws.amazon.com/scheduler/latest/UserGuide/encryption-rest.html).
+        key = EncryptionKey(
+            self,
+            "scheduler-key",
+            EncryptionKeyProps(alias=f"{props.name}/scheduler", description=f"{props.family} schedule"),
+            context,
+        )
         role = IamRole(
             self,
             "scheduler-role",
@@ -396,6 +405,7 @@ class Training(Construct):
                     [self.execution_role.arn, self.task_role.arn],
                     condition={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
                 ),
+                statement("DecryptSchedule", ["kms:Decrypt"], [key.arn]),
             ),
         )
         return SchedulerSchedule(
@@ -405,6 +415,7 @@ class Training(Construct):
             description="Train a new model version from the interaction data",
             schedule_expression=props.schedule or "",
             schedule_expression_timezone="UTC",
+            kms_key_arn=key.arn,
             flexible_time_window=SchedulerScheduleFlexibleTimeWindow(mode="OFF"),
             state="ENABLED",
             target=SchedulerScheduleTarget(

@@ -7,6 +7,7 @@ WAF does not replace the app's own defences: it cannot stop slow clients or smal
 from dataclasses import dataclass
 from typing import Any
 
+from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.wafv2_web_acl import (
     Wafv2WebAcl,
     Wafv2WebAclDefaultAction,
@@ -19,9 +20,17 @@ from cdktf_cdktf_provider_aws.wafv2_web_acl import (
     Wafv2WebAclVisibilityConfig,
 )
 from cdktf_cdktf_provider_aws.wafv2_web_acl_association import Wafv2WebAclAssociation
+from cdktf_cdktf_provider_aws.wafv2_web_acl_logging_configuration import (
+    Wafv2WebAclLoggingConfiguration,
+    Wafv2WebAclLoggingConfigurationLoggingFilter,
+    Wafv2WebAclLoggingConfigurationLoggingFilterFilter,
+    Wafv2WebAclLoggingConfigurationLoggingFilterFilterCondition,
+    Wafv2WebAclLoggingConfigurationLoggingFilterFilterConditionActionCondition,
+)
 from constructs import Construct
 
 from api.contract import MAX_BODY_BYTES
+from modules.config import LOG_RETENTION_DAYS
 from modules.errors import Problems
 
 # For an ALB, WAF inspects at most the first 8 KB of a request body, and the common rule set's SizeRestrictions_BODY
@@ -56,12 +65,17 @@ class WebFirewallProps:
     rate_limit: requests one client IP may send per RATE_WINDOW_SECONDS before WAF blocks that IP (default 2000,
         about 6.7 requests/s). Shop back ends call from a few addresses: size it above their peak per address.
     max_body_bytes: the app's body limit (api.contract.MAX_BODY_BYTES); larger declared bodies get 413 at the edge.
+    log_kms_key_arn / log_retention_days: the log group of blocked and counted requests (allowed ones are not
+        logged: the app's own request log has them, and CloudWatch ingestion of every request is the cost this
+        project avoids).
     """
 
     name: str
     load_balancer_arn: str
+    log_kms_key_arn: str
     rate_limit: int = 2000
     max_body_bytes: int = MAX_BODY_BYTES
+    log_retention_days: int = 90
 
     def __post_init__(self) -> None:
         p = Problems("WebFirewallProps")
@@ -72,6 +86,12 @@ class WebFirewallProps:
             "use the requests per 5 minutes one client may send",
         )
         p.check(self.max_body_bytes >= 1, "max_body_bytes", "below 1", "use the app's body limit")
+        p.check(
+            self.log_retention_days in LOG_RETENTION_DAYS,
+            "log_retention_days",
+            f"{self.log_retention_days} is not a CloudWatch Logs retention",
+            f"use one of {sorted(LOG_RETENTION_DAYS)}",
+        )
         p.raise_if_any()
 
 
@@ -136,7 +156,17 @@ class WebFirewall(Construct):
                 visibility_config=_visibility("body-over-app-limit"),
             ),
             _managed("aws-common", "AWSManagedRulesCommonRuleSet", 2, body_overrides),
+            # Log4j and other known exploit payloads.
             _managed("aws-known-bad-inputs", "AWSManagedRulesKnownBadInputsRuleSet", 3, []),
+            # Tor exits and anonymising proxies are not how a shop back end calls; hosting providers are (shops run
+            # in clouds), so that rule of the group only counts
+            # (https://docs.aws.amazon.com/waf/latest/developerguide/aws-managed-rule-groups-ip-rep.html).
+            _managed(
+                "aws-anonymous-ip",
+                "AWSManagedRulesAnonymousIpList",
+                4,
+                [{"name": "HostingProviderIPList", "action_to_use": {"count": {}}}],
+            ),
         ]
         self.web_acl = Wafv2WebAcl(
             self,
@@ -151,3 +181,33 @@ class WebFirewall(Construct):
             ),
         )
         Wafv2WebAclAssociation(self, "association", resource_arn=props.load_balancer_arn, web_acl_arn=self.web_acl.arn)
+        # WAF logs to CloudWatch only into groups named aws-waf-logs-*, and adds the log delivery's resource policy
+        # itself (https://docs.aws.amazon.com/waf/latest/developerguide/logging-cw-logs.html).
+        self.log_group = CloudwatchLogGroup(
+            self,
+            "logs",
+            name=f"aws-waf-logs-{props.name}",
+            retention_in_days=props.log_retention_days,
+            kms_key_id=props.log_kms_key_arn,
+        )
+        keep = [
+            Wafv2WebAclLoggingConfigurationLoggingFilterFilter(
+                behavior="KEEP",
+                requirement="MEETS_ANY",
+                condition=[
+                    Wafv2WebAclLoggingConfigurationLoggingFilterFilterCondition(
+                        action_condition=Wafv2WebAclLoggingConfigurationLoggingFilterFilterConditionActionCondition(
+                            action=action
+                        )
+                    )
+                    for action in ("BLOCK", "COUNT")
+                ],
+            )
+        ]
+        Wafv2WebAclLoggingConfiguration(
+            self,
+            "logging",
+            resource_arn=self.web_acl.arn,
+            log_destination_configs=[self.log_group.arn],
+            logging_filter=Wafv2WebAclLoggingConfigurationLoggingFilter(default_behavior="DROP", filter=keep),
+        )

@@ -111,7 +111,10 @@ def apply_patches() -> None:
     ApplicationAutoScalingResponse.list_tags_for_resource = list_tags_for_resource  # type: ignore[attr-defined]
     ApplicationAutoScalingResponse.tag_resource = tag_resource  # type: ignore[attr-defined]
     ApplicationAutoScalingResponse.untag_resource = untag_resource  # type: ignore[attr-defined]
+    _patch_fargate_run_task()
 
+
+def _patch_fargate_run_task() -> None:
     from moto.ecs.models import EC2ContainerServiceBackend
 
     calculate = EC2ContainerServiceBackend._calculate_task_resource_requirements
@@ -130,11 +133,17 @@ def apply_patches() -> None:
     from moto.ec2.models.elastic_network_interfaces import NetworkInterface
 
     if not hasattr(NetworkInterface, "private_dns_name"):
+        # moto sets the attribute itself only in VPCs with DNS hostnames; keep that value when it does.
+        def get_private_dns_name(self: Any) -> str:
+            derived = f"ip-{self.private_ip_address.replace('.', '-')}.{self.ec2_backend.region_name}.compute.internal"
+            return str(self.__dict__.get("_private_dns_name", derived))
 
-        def private_dns_name(self: Any) -> str:
-            return f"ip-{self.private_ip_address.replace('.', '-')}.{self.ec2_backend.region_name}.compute.internal"
+        def set_private_dns_name(self: Any, value: str) -> None:
+            self.__dict__["_private_dns_name"] = value
 
-        NetworkInterface.private_dns_name = property(private_dns_name)  # type: ignore[assignment]
+        NetworkInterface.private_dns_name = property(  # type: ignore[assignment]
+            get_private_dns_name, set_private_dns_name
+        )
 
     EC2ContainerServiceBackend._calculate_task_resource_requirements = staticmethod(  # type: ignore[method-assign]
         requirements_with_task_level_memory

@@ -115,6 +115,11 @@ def test_fargate_run_task_needs_only_task_level_memory(moto: MotoServer) -> None
     ec2 = client(moto, "ec2")
     vpc = ec2.create_vpc(CidrBlock="10.99.0.0/16")["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.99.1.0/24")["Subnet"]["SubnetId"]
+    hostnames = ec2.create_vpc(CidrBlock="10.98.0.0/16")["Vpc"]["VpcId"]
+    ec2.modify_vpc_attribute(VpcId=hostnames, EnableDnsHostnames={"Value": True})
+    named = ec2.create_subnet(VpcId=hostnames, CidrBlock="10.98.1.0/24")["Subnet"]["SubnetId"]
+    # moto sets the ENI's DNS name itself here (a NAT gateway creates one): the patch must not get in the way
+    ec2.create_nat_gateway(SubnetId=named, AllocationId=ec2.allocate_address(Domain="vpc")["AllocationId"])
     group = ec2.create_security_group(GroupName="trainer", Description="trainer", VpcId=vpc)["GroupId"]
     ecs = client(moto, "ecs")
     cluster = ecs.create_cluster(clusterName="patch-run-task")["cluster"]["clusterArn"]

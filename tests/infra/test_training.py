@@ -165,6 +165,9 @@ def test_scheduler_role_runs_only_this_family_and_passes_only_its_roles(dev: Syn
         ref(dev, "aws_iam_role", "training_task-role", "arn"),
     ]
     assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
+    key = ref(dev, "aws_kms_key", "scheduler-key", "arn")
+    assert statements["DecryptSchedule"]["Resource"] == [key]
+    assert only(dev, "aws_scheduler_schedule")["kms_key_arn"] == key
     trust = json.loads(named(dev, "aws_iam_role", "scheduler-role")["assume_role_policy"])["Statement"][0]
     assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
 

@@ -41,6 +41,19 @@ def test_managed_common_rules_count_the_8kb_body_rule_because_the_app_takes_more
     assert statement["rule_action_override"] == [{"name": "SizeRestrictions_BODY", "action_to_use": {"count": {}}}]
     assert common["override_action"] == {"none": {}}
     assert "aws-known-bad-inputs" in rules(prod)
+    anonymous = rules(prod)["aws-anonymous-ip"]["statement"]["managed_rule_group_statement"]  # type: ignore[index]
+    # shops call from cloud hosting: only Tor and anonymising proxies are blocked
+    assert anonymous["rule_action_override"] == [{"name": "HostingProviderIPList", "action_to_use": {"count": {}}}]
+
+
+def test_blocked_and_counted_requests_are_logged_encrypted(prod: Synth) -> None:
+    config = only(prod, "aws_wafv2_web_acl_logging_configuration")
+    group = ref(prod, "aws_cloudwatch_log_group", "waf_logs", "arn")
+    assert config["log_destination_configs"] == [group]
+    logging_filter = config["logging_filter"]
+    assert logging_filter["default_behavior"] == "DROP"
+    actions = {c["action_condition"]["action"] for f in logging_filter["filter"] for c in f["condition"]}
+    assert actions == {"BLOCK", "COUNT"}
 
 
 def test_declared_bodies_over_the_app_limit_get_413_at_the_edge(prod: Synth) -> None:
