@@ -39,7 +39,7 @@ DEMO_MODEL := $(DEMO_MODEL_DIR)/current/manifest.json
 RUN_BIND ?= 127.0.0.1:8080
 RUN_WORKERS ?= 2
 
-.PHONY: help setup run test lint synth validate checkov pytest bench quality deploy-local destroy-local actionlint
+.PHONY: help setup run test lint synth validate checkov pytest bench quality deploy-local destroy-local actionlint train-remote
 
 help:  ## list every target
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1|\2/' | column -t -s '|'
@@ -122,8 +122,8 @@ synth: $(SETUP_STAMP) $(NODE_STAMP)  ## synthesize every environment stack into 
 validate: synth  ## terraform init + validate every synthesized stack (offline mirror when present)
 	$(PYTHON) -m tools.terraform validate
 
-checkov: synth $(CHECKOV)  ## checkov over the synthesized stacks
-	$(CHECKOV) --config-file .checkov.yaml -d cdktf.out/stacks
+checkov: synth $(CHECKOV)  ## checkov over each synthesized stack (the WAF check only where the stack has a web ACL)
+	$(PYTHON) -m tools.checkov_stacks
 
 pytest: $(SETUP_STAMP) $(NODE_STAMP) $(ACTIONLINT)  ## the pytest suite, in parallel
 	$(PYTHON) -m tools.check pytest
@@ -137,3 +137,7 @@ deploy-local: $(SETUP_STAMP) $(NODE_STAMP)  ## apply the dev stack to moto on 12
 
 destroy-local: $(SETUP_STAMP)  ## destroy a deployment kept with KEEP=1 and stop its moto_server
 	$(PYTHON) -m tools.deploy_local destroy
+
+ENV ?= dev
+train-remote: $(SETUP_STAMP)  ## run the training task once in AWS (ENV=dev|prod, network from the stack outputs)
+	$(PYTHON) -m tools.train_remote --env $(ENV)

@@ -33,6 +33,13 @@ WRITABLE_PATHS: Final = ("/tmp",)
 
 # uWSGI lets in-flight requests finish for this long after SIGTERM; the task definition's stopTimeout is larger.
 SHUTDOWN_GRACE_SECONDS: Final = 25
+# After the drain (bounded by SHUTDOWN_GRACE_SECONDS), uWSGI gives each worker at most this long to finish its
+# request (uwsgi.ini reload-mercy / worker-reload-mercy). The app's worst-case stop is the sum of the two; the task
+# definition's stopTimeout covers it (tests/infra holds uwsgi.ini and the task definition to these values).
+WORKER_MERCY_SECONDS: Final = 25
+
+# Largest request body the app accepts (413 above it); the WAF body-size rule is matched to it.
+MAX_BODY_BYTES: Final = 65536
 
 # One JSON object per line on stdout. Every record has the base fields; request records add the request fields.
 LOG_BASE_FIELDS: Final = ("time", "level", "logger", "message")

@@ -16,7 +16,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 LOGS = ROOT / ".cache" / "logs"
 BIN = Path(sys.executable).parent
-CHECKOV = ROOT / ".cache" / "tools" / "checkov" / "bin" / "checkov"
 # Two workers for two cores: most tests wait on processes (uWSGI, terraform, moto), so the suite overlaps well.
 PYTEST_WORKERS = os.environ.get("PYTEST_WORKERS", "2")
 
@@ -29,7 +28,7 @@ STAGES: dict[str, list[list[str]]] = {
     ],
     "synth": [[sys.executable, "-m", "tools.synth"]],
     "validate": [[sys.executable, "-m", "tools.terraform", "validate"]],
-    "checkov": [[str(CHECKOV), "--config-file", ".checkov.yaml", "-d", "cdktf.out/stacks"]],
+    "checkov": [[sys.executable, "-m", "tools.checkov_stacks"]],
     "pytest": [[sys.executable, "-m", "pytest", "-n", PYTEST_WORKERS]],
 }
 # (first wave, second wave): the second starts when the first's `synth` has succeeded.
