@@ -1,19 +1,10 @@
 """The Fargate task: the app container, the FireLens log router sidecar, the read-only EFS model mount, and the
 execution and task roles with least privilege."""
 
-import json
 import posixpath
 from dataclasses import dataclass
 from typing import Any
 
-from cdktf_cdktf_provider_aws.ecs_task_definition import (
-    EcsTaskDefinition,
-    EcsTaskDefinitionRuntimePlatform,
-    EcsTaskDefinitionVolume,
-    EcsTaskDefinitionVolumeEfsVolumeConfiguration,
-    EcsTaskDefinitionVolumeEfsVolumeConfigurationAuthorizationConfig,
-)
-from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from constructs import Construct
 
@@ -33,7 +24,15 @@ from api.contract import (
 )
 from modules.config import FARGATE_MEMORY
 from modules.errors import Problems
-from modules.iam import AwsContext, assume_role_policy, policy, statement
+from modules.fargate import (
+    MODELS_VOLUME,
+    bind_volumes,
+    fargate_task_definition,
+    models_volume,
+    task_role,
+    volume_name,
+)
+from modules.iam import AwsContext, policy, statement
 from modules.router_contract import ROUTER
 
 APP_CONTAINER = ROUTER.app_container_name
@@ -66,7 +65,6 @@ ROUTER_STOP_TIMEOUT_SECONDS = ROUTER.min_stop_timeout_seconds + ROUTER_STOP_MARG
 # ECS Exec's SSM agent writes its state and logs here; with a read-only root file system they must be volumes.
 EXEC_AGENT_PATHS = ("/var/lib/amazon", "/var/log/amazon")
 ROUTER_BUFFER_PATH = posixpath.commonpath([ROUTER.store_dir, ROUTER.storage_path])
-MODELS_VOLUME = "models"
 
 
 @dataclass(frozen=True)
@@ -145,10 +143,6 @@ class AppTaskProps:
         return self.workers or max(1, self.cpu // 1024)
 
 
-def _volume_name(path: str) -> str:
-    return path.strip("/").replace("/", "-")
-
-
 def app_container(props: AppTaskProps) -> dict[str, Any]:
     # Values ECS fills in on its own (cpu 0, readOnly false, hostPort, protocol) are written out, so that the
     # definition read back after apply equals this one and a second plan shows no diff. Empty lists and maps are
@@ -172,7 +166,7 @@ def app_container(props: AppTaskProps) -> dict[str, Any]:
         ),
         "mountPoints": [
             {"sourceVolume": MODELS_VOLUME, "containerPath": CONTAINER_MODEL_DIR, "readOnly": True},
-            *({"sourceVolume": _volume_name(path), "containerPath": path, "readOnly": False} for path in writable),
+            *({"sourceVolume": volume_name(path), "containerPath": path, "readOnly": False} for path in writable),
         ],
         "linuxParameters": {"initProcessEnabled": True},
         "healthCheck": {
@@ -208,7 +202,7 @@ def router_container(props: AppTaskProps, region: str) -> dict[str, Any]:
         "stopTimeout": ROUTER_STOP_TIMEOUT_SECONDS,
         "environment": [{"name": name, "value": values[name]} for name in sorted(ROUTER.environment)],
         "mountPoints": [
-            {"sourceVolume": _volume_name(ROUTER_BUFFER_PATH), "containerPath": ROUTER_BUFFER_PATH, "readOnly": False}
+            {"sourceVolume": volume_name(ROUTER_BUFFER_PATH), "containerPath": ROUTER_BUFFER_PATH, "readOnly": False}
         ],
         "firelensConfiguration": {
             "type": "fluentbit",
@@ -242,48 +236,22 @@ def router_container(props: AppTaskProps, region: str) -> dict[str, Any]:
 class AppTask(Construct):
     def __init__(self, scope: Construct, id_: str, props: AppTaskProps, context: AwsContext) -> None:
         super().__init__(scope, id_)
-        self.execution_role = IamRole(
-            self,
-            "execution-role",
-            name=f"{props.family}-execution",
-            assume_role_policy=assume_role_policy("ecs-tasks.amazonaws.com", context),
-        )
+        self.execution_role = task_role(self, "execution-role", f"{props.family}-execution", context)
         IamRolePolicy(self, "execution-policy", role=self.execution_role.id, policy=_execution_policy(props))
-        self.task_role = IamRole(
-            self,
-            "task-role",
-            name=f"{props.family}-task",
-            assume_role_policy=assume_role_policy("ecs-tasks.amazonaws.com", context),
-        )
+        self.task_role = task_role(self, "task-role", f"{props.family}-task", context)
         IamRolePolicy(self, "task-policy", role=self.task_role.id, policy=_task_policy(props))
-        writable = [*WRITABLE_PATHS, *EXEC_AGENT_PATHS, ROUTER_BUFFER_PATH]
-        self.task_definition = EcsTaskDefinition(
+        self.task_definition = fargate_task_definition(
             self,
-            "task-definition",
             family=props.family,
-            requires_compatibilities=["FARGATE"],
-            network_mode="awsvpc",
-            cpu=str(props.cpu),
-            memory=str(props.memory),
-            runtime_platform=EcsTaskDefinitionRuntimePlatform(
-                operating_system_family="LINUX", cpu_architecture=props.cpu_architecture
-            ),
-            execution_role_arn=self.execution_role.arn,
-            task_role_arn=self.task_role.arn,
-            container_definitions=json.dumps([app_container(props), router_container(props, context.region)]),
-            volume=[
-                EcsTaskDefinitionVolume(
-                    name=MODELS_VOLUME,
-                    efs_volume_configuration=EcsTaskDefinitionVolumeEfsVolumeConfiguration(
-                        file_system_id=props.file_system_id,
-                        transit_encryption="ENABLED",
-                        authorization_config=EcsTaskDefinitionVolumeEfsVolumeConfigurationAuthorizationConfig(
-                            access_point_id=props.access_point_id, iam="ENABLED"
-                        ),
-                    ),
-                ),
-                # Fargate bind-mount volumes without a host path live on the task's ephemeral storage.
-                *(EcsTaskDefinitionVolume(name=_volume_name(path)) for path in writable),
+            cpu=props.cpu,
+            memory=props.memory,
+            cpu_architecture=props.cpu_architecture,
+            execution_role=self.execution_role,
+            role=self.task_role,
+            containers=[app_container(props), router_container(props, context.region)],
+            volumes=[
+                models_volume(props.file_system_id, props.access_point_id),
+                *bind_volumes([*WRITABLE_PATHS, *EXEC_AGENT_PATHS, ROUTER_BUFFER_PATH]),
             ],
         )
         self.arn = self.task_definition.arn

@@ -13,13 +13,6 @@ from cdktf_cdktf_provider_aws.cloudwatch_event_target import (
     CloudwatchEventTargetInputTransformer,
 )
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
-from cdktf_cdktf_provider_aws.ecs_task_definition import (
-    EcsTaskDefinition,
-    EcsTaskDefinitionRuntimePlatform,
-    EcsTaskDefinitionVolume,
-    EcsTaskDefinitionVolumeEfsVolumeConfiguration,
-    EcsTaskDefinitionVolumeEfsVolumeConfigurationAuthorizationConfig,
-)
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from cdktf_cdktf_provider_aws.scheduler_schedule import (
@@ -35,6 +28,7 @@ from constructs import Construct
 from api.contract import APP_GID, APP_UID, CONTAINER_MODEL_DIR, MODEL_DIR_ENV, WRITABLE_PATHS
 from modules.config import FARGATE_MEMORY, LOG_RETENTION_DAYS
 from modules.errors import Problems
+from modules.fargate import MODELS_VOLUME, bind_volumes, fargate_task_definition, models_volume, task_role, volume_name
 from modules.iam import AwsContext, assume_role_policy, policy, statement
 from modules.kms import EncryptionKey, EncryptionKeyProps
 
@@ -44,7 +38,6 @@ TRAINER_CONTAINER = "trainer"
 # of a commit sit side by side (`<commit>` serves, `<commit>-train` trains).
 TRAINER_TAG_SUFFIX = "-train"
 TRAINER_ENTRYPOINT = ["python", "-m", "api.training"]
-MODELS_VOLUME = "models"
 # Tasks started by the schedule, the bootstrap and `make train-remote` all carry this group (RunTask's default is
 # `family:<family>`), which the failure notifications match.
 BOOTSTRAP_STARTED_BY = "recsys-bootstrap"
@@ -196,10 +189,7 @@ def trainer_container(props: TrainingProps, log_group_name: str, region: str) ->
         ],
         "mountPoints": [
             {"sourceVolume": MODELS_VOLUME, "containerPath": CONTAINER_MODEL_DIR, "readOnly": False},
-            *(
-                {"sourceVolume": _volume_name(path), "containerPath": path, "readOnly": False}
-                for path in WRITABLE_PATHS
-            ),
+            *({"sourceVolume": volume_name(path), "containerPath": path, "readOnly": False} for path in WRITABLE_PATHS),
         ],
         "logConfiguration": {
             "logDriver": "awslogs",
@@ -214,10 +204,6 @@ def trainer_container(props: TrainingProps, log_group_name: str, region: str) ->
             },
         },
     }
-
-
-def _volume_name(path: str) -> str:
-    return path.strip("/").replace("/", "-")
 
 
 def failure_patterns(cluster_arn: str, family: str) -> dict[str, dict[str, Any]]:
@@ -249,12 +235,7 @@ class Training(Construct):
             retention_in_days=props.retention_days,
             kms_key_id=props.log_kms_key_arn,
         )
-        self.execution_role = IamRole(
-            self,
-            "execution-role",
-            name=f"{props.family}-execution",
-            assume_role_policy=assume_role_policy("ecs-tasks.amazonaws.com", context),
-        )
+        self.execution_role = task_role(self, "execution-role", f"{props.family}-execution", context)
         execution_policy = IamRolePolicy(
             self,
             "execution-policy",
@@ -274,39 +255,20 @@ class Training(Construct):
                 ),
             ),
         )
-        self.task_role = IamRole(
-            self,
-            "task-role",
-            name=f"{props.family}-task",
-            assume_role_policy=assume_role_policy("ecs-tasks.amazonaws.com", context),
-        )
+        self.task_role = task_role(self, "task-role", f"{props.family}-task", context)
         task_policy = IamRolePolicy(self, "task-policy", role=self.task_role.id, policy=_task_policy(props))
-        self.task_definition = EcsTaskDefinition(
+        self.task_definition = fargate_task_definition(
             self,
-            "task-definition",
             family=props.family,
-            requires_compatibilities=["FARGATE"],
-            network_mode="awsvpc",
-            cpu=str(props.cpu),
-            memory=str(props.memory),
-            runtime_platform=EcsTaskDefinitionRuntimePlatform(
-                operating_system_family="LINUX", cpu_architecture=props.cpu_architecture
-            ),
-            execution_role_arn=self.execution_role.arn,
-            task_role_arn=self.task_role.arn,
-            container_definitions=json.dumps([trainer_container(props, self.log_group.name, context.region)]),
-            volume=[
-                EcsTaskDefinitionVolume(
-                    name=MODELS_VOLUME,
-                    efs_volume_configuration=EcsTaskDefinitionVolumeEfsVolumeConfiguration(
-                        file_system_id=props.file_system_id,
-                        transit_encryption="ENABLED",
-                        authorization_config=EcsTaskDefinitionVolumeEfsVolumeConfigurationAuthorizationConfig(
-                            access_point_id=props.writer_access_point_id, iam="ENABLED"
-                        ),
-                    ),
-                ),
-                *(EcsTaskDefinitionVolume(name=_volume_name(path)) for path in WRITABLE_PATHS),
+            cpu=props.cpu,
+            memory=props.memory,
+            cpu_architecture=props.cpu_architecture,
+            execution_role=self.execution_role,
+            role=self.task_role,
+            containers=[trainer_container(props, self.log_group.name, context.region)],
+            volumes=[
+                models_volume(props.file_system_id, props.writer_access_point_id),
+                *bind_volumes(list(WRITABLE_PATHS)),
             ],
         )
         self.schedule: SchedulerSchedule | None = None
