@@ -44,3 +44,7 @@ URGENT_LOG_LEVELS: Final = ("ERROR", "CRITICAL")
 # uWSGI's HTTP router keeps idle client connections open this long; the ALB's idle timeout must be lower, or the ALB
 # may reuse a connection the app has just closed (502s).
 KEEPALIVE_TIMEOUT_SECONDS: Final = 75
+
+# Largest request body the app accepts (413 above it). uwsgi.ini's fastrouter buffers bodies up to this size in memory
+# before a worker sees them, and the edge's web application firewall body-size rule is matched to it.
+MAX_BODY_BYTES: Final = 256 * 1024

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from api.contract import CONTAINER_MODEL_DIR, MODEL_DIR_ENV
+from api.contract import CONTAINER_MODEL_DIR, MAX_BODY_BYTES, MODEL_DIR_ENV
 
 ANN_MIN_ITEMS_ENV = "ANN_MIN_ITEMS"
 MODEL_POLL_SECONDS_ENV = "MODEL_POLL_SECONDS"
@@ -33,7 +33,7 @@ class ApiConfig:
     max_recent_items: int = 200
     max_exclude_items: int = 500
     # Large enough for a full batch with long ids; anything bigger is a client bug, answered with 413.
-    max_body_bytes: int = 256 * 1024
+    max_body_bytes: int = MAX_BODY_BYTES
     # Catalogues at least this large use the model's ANN index (when it has one); smaller ones are scored exactly.
     ann_min_items: int = DEFAULT_ANN_MIN_ITEMS
     # Personalised answers each worker keeps per model version (api/serving/cache.py); 0 turns the cache off.
