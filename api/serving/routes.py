@@ -9,7 +9,7 @@ from numpy.typing import NDArray
 from api.contract import LIVENESS_PATH, READINESS_PATH
 from api.serving.openapi import openapi_document
 from api.serving.recommender import Recommender, Scored
-from api.serving.responses import ModelUnavailableError, UnknownItemError, json_response
+from api.serving.responses import ModelUnavailableError, RawJson, UnknownItemError, dumps, json_response
 from api.serving.state import request_recommender, serving_state
 from api.serving.validation import (
     FieldProblems,
@@ -147,17 +147,19 @@ def _for_user(
         return {"strategy": "popular", "items": _items(recommender, recommender.popular(k, excluded))}
     # Only answers without request-specific exclusions are kept: those are the ones that repeat.
     key = (user, k, exclude_seen) if len(excluded) == 0 else None
-    items = recommender.answers.get(key) if key is not None else None
-    if items is None:
-        if exclude_seen:
-            excluded = np.concatenate([excluded, recommender.seen_by(user)])
-        items = _items(recommender, recommender.for_user(user, k, excluded))
-        if key is not None:
-            recommender.answers.put(key, items)
+    cached = recommender.answers.get(key) if key is not None else None
+    if cached is not None:
+        return {"strategy": "personalized", "items": RawJson(cached)}
+    if exclude_seen:
+        excluded = np.concatenate([excluded, recommender.seen_by(user)])
+    items = _items(recommender, recommender.for_user(user, k, excluded))
+    if key is not None:
+        recommender.answers.put(key, str(items))
     return {"strategy": "personalized", "items": items}
 
 
-def _items(recommender: Recommender, scored: Scored) -> list[dict[str, Any]]:
+def _items(recommender: Recommender, scored: Scored) -> RawJson:
+    """The scored items as JSON text, serialised once: the answer cache keeps this text (api/serving/cache.py)."""
     ids = recommender.items.ids_at(scored.indices)
     scores = np.round(scored.scores.astype(np.float64), 6).tolist()
-    return [{"item_id": item_id, "score": score} for item_id, score in zip(ids, scores, strict=True)]
+    return RawJson(dumps([{"item_id": item_id, "score": score} for item_id, score in zip(ids, scores, strict=True)]))
