@@ -30,7 +30,12 @@ def test_unset_variables_take_the_defaults() -> None:
 
 def test_set_variables_are_used() -> None:
     config = ApiConfig.from_env(
-        {ANN_MIN_ITEMS_ENV: "10", ANSWER_CACHE_SIZE_ENV: "0", MODEL_POLL_SECONDS_ENV: "0.5", ANSWER_CACHE_BYTES_ENV: "7"}
+        {
+            ANN_MIN_ITEMS_ENV: "10",
+            ANSWER_CACHE_SIZE_ENV: "0",
+            MODEL_POLL_SECONDS_ENV: "0.5",
+            ANSWER_CACHE_BYTES_ENV: "7",
+        },
     )
     assert (config.ann_min_items, config.answer_cache_size, config.model_poll_seconds) == (10, 0, 0.5)
     assert config.answer_cache_bytes == 7
