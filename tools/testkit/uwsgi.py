@@ -122,8 +122,15 @@ def kill(server: Uwsgi) -> None:
 
 
 @contextmanager
-def running(model_dir: Path, log: Path, *, module: str | None = None, workers: int = 2) -> Iterator[Uwsgi]:
-    server = start(model_dir, log, module=module, workers=workers)
+def running(
+    model_dir: Path,
+    log: Path,
+    *,
+    module: str | None = None,
+    workers: int = 2,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[Uwsgi]:
+    server = start(model_dir, log, module=module, workers=workers, extra_env=extra_env)
     try:
         wait_until_answers(server)
         yield server
