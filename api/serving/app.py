@@ -33,6 +33,8 @@ def create_app(config: ApiConfig | None = None) -> Flask:
         extra={"model_version": recommender.version},
     )
     app = Flask(__name__)
+    # Werkzeug would answer "/v1/users//x" with a redirect to the merged path; an API answers 404 instead.
+    app.url_map.merge_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[STATE_KEY] = ServingState(config=config, recommender=recommender)

@@ -29,7 +29,7 @@ BAD_INPUT = {"400": _response("Invalid input; `detail` names each bad field.", "
 TOO_LARGE = {"413": _response("Request body larger than the documented limit.", "Error")}
 # Every path answers these; added to each operation by `openapi_document`.
 WRONG_METHOD = {"405": _response("Method not allowed on this path; the Allow header lists the allowed ones.", "Error")}
-CHUNKED = {"411": _response("Chunked request bodies are not read; send Content-Length.", "Error")}
+CHUNKED = {"411": _response("A chunked request body (any method) is not read; send Content-Length.", "Error")}
 
 
 def _object(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
@@ -179,10 +179,8 @@ def _body(schema: str) -> dict[str, Any]:
 def openapi_document(config: ApiConfig) -> dict[str, Any]:
     document = _document(config)
     for path in document["paths"].values():
-        for method, operation in path.items():
-            operation["responses"].update(WRONG_METHOD)
-            if method == "post":
-                operation["responses"].update(CHUNKED)
+        for operation in path.values():
+            operation["responses"].update({**WRONG_METHOD, **CHUNKED})
     return document
 
 
