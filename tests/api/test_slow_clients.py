@@ -68,7 +68,7 @@ def test_slow_bodies_hold_no_worker_while_normal_traffic_flows(model_root: Path,
         time.sleep(1.0)  # every slow client has connected and sent its head
         latencies = []
         normal = ["/v1/users/u0000001/recommendations?k=5"]
-        with SteadyLoad(server.url, normal, clients=2) as load, requests.Session() as session:
+        with SteadyLoad(server.url, normal, clients=1) as load, requests.Session() as session:
             for _ in range(300):
                 started = time.perf_counter()
                 response = session.get(server.url + LIVENESS_PATH, timeout=10)
