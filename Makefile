@@ -124,7 +124,7 @@ pytest: $(SETUP_STAMP) $(NODE_STAMP) $(ACTIONLINT)  ## the pytest suite, in para
 	$(PYTHON) -m tools.check pytest
 
 FUZZ_EXAMPLES ?= 20000
-fuzz: $(SETUP_STAMP)  ## hostile-request property test, FUZZ_EXAMPLES random examples (default 20000, ~2 min)
+fuzz: $(SETUP_STAMP)  ## hostile-request property test, FUZZ_EXAMPLES random examples (default 20000, ~3 min)
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PYTHON) -m pytest tests/api/test_fuzz_hostile.py -q -p no:cacheprovider
 
 actionlint: $(ACTIONLINT)  ## lint .github/workflows (actionlint + shellcheck, own tool environment)
