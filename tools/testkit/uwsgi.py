@@ -58,8 +58,8 @@ def start(
     env = {
         **os.environ,
         "APP_BIND": f"{LOOPBACK}:{port}",
-        # Names the internal abstract sockets (uwsgi.ini): servers started side by side never share one.
-        "APP_INSTANCE": str(port),
+        # The workers' loopback port and the fastrouter's socket name (uwsgi.ini): servers side by side share neither.
+        "APP_INSTANCE": str(free_port()),
         WORKERS_ENV: str(workers),
         MODEL_DIR_ENV: str(model_dir),
         **(extra_env or {}),
