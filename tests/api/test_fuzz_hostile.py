@@ -98,6 +98,9 @@ def requests(draw: st.DrawFn) -> dict[str, Any]:
         headers["X-Request-Id"] = draw(st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=300))
     if draw(st.integers(0, 9)) == 0:
         headers["Transfer-Encoding"] = "chunked"
+    printable = st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=40)
+    for name, value in draw(st.lists(st.tuples(printable.filter(lambda n: ":" not in n), printable), max_size=3)):
+        headers.setdefault(name, value)  # any other header, e.g. Accept, Cookie, X-Forwarded-For, or nonsense
     return {
         "method": draw(st.sampled_from(["GET", "POST", "POST", "PUT", "DELETE", "OPTIONS", "HEAD", "PATCH"])),
         "path": path,
