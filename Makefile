@@ -39,7 +39,7 @@ DEMO_MODEL := $(DEMO_MODEL_DIR)/current/manifest.json
 RUN_BIND ?= 127.0.0.1:8080
 RUN_WORKERS ?= 2
 
-.PHONY: help setup run test lint synth validate checkov pytest bench quality deploy-local destroy-local actionlint train-remote
+.PHONY: help setup run test lint synth validate checkov pytest fuzz bench quality deploy-local destroy-local actionlint train-remote
 
 help:  ## list every target
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1|\2/' | column -t -s '|'
@@ -127,6 +127,10 @@ checkov: synth $(CHECKOV)  ## checkov over each synthesized stack (the WAF check
 
 pytest: $(SETUP_STAMP) $(NODE_STAMP) $(ACTIONLINT)  ## the pytest suite, in parallel
 	$(PYTHON) -m tools.check pytest
+
+FUZZ_EXAMPLES ?= 20000
+fuzz: $(SETUP_STAMP)  ## hostile-request property test, FUZZ_EXAMPLES random examples (default 20000, ~3 min)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PYTHON) -m pytest tests/api/test_fuzz_hostile.py -q -p no:cacheprovider
 
 actionlint: $(ACTIONLINT)  ## lint .github/workflows (actionlint + shellcheck, own tool environment)
 	$(ACTIONLINT) -no-color -shellcheck $(ACTIONLINT_VENV)/bin/shellcheck .github/workflows/*.yml

@@ -15,10 +15,12 @@ from api.contract import (
     APP_UID,
     CONTAINER_MODEL_DIR,
     KEEPALIVE_TIMEOUT_SECONDS,
+    MAX_BODY_BYTES,
     MODEL_DIR_ENV,
     SHUTDOWN_GRACE_SECONDS,
     WORKERS_ENV,
 )
+from api.serving.config import ApiConfig
 
 API = Path(__file__).resolve().parents[2] / "api"
 
@@ -51,6 +53,22 @@ def test_uwsgi_binds_the_contract_port_with_the_keep_alive_http_router() -> None
     assert int(ini_value("http-timeout")) == KEEPALIVE_TIMEOUT_SECONDS
     keys = {key for key, _ in pairs}
     assert not keys & {"http11-socket", "http-socket", "die-on-term", "lazy"}
+
+
+def test_request_bodies_are_buffered_by_the_fastrouter_up_to_the_contract_body_limit() -> None:
+    # Workers only ever see complete bodies: HTTP router -> fastrouter (buffers) -> workers' socket.
+    assert set(ini_values("http-to")) == set(ini_values("fastrouter"))
+    assert set(ini_values("fastrouter-to")) == set(ini_values("socket"))
+    assert all(name.startswith("@") for name in ini_values("fastrouter")), "abstract sockets leave no file behind"
+    # Loopback TCP: uWSGI reads its accept queue, which the SIGTERM drain waits on (api/serving/drain.py).
+    assert all(name.startswith("127.0.0.1:") for name in ini_values("socket"))
+    assert f"127.0.0.1:{APP_PORT}" not in ini_values("socket")
+    assert int(ini_value("fastrouter-post-buffering")) == MAX_BODY_BYTES
+    assert int(ini_value("http-manage-expect")) == MAX_BODY_BYTES
+    assert ApiConfig(model_dir=Path("/models")).max_body_bytes == MAX_BODY_BYTES
+
+    # A body above the limit must not spill to disk: the spill directory cannot be created.
+    assert any(value.startswith("TMPDIR=/dev/null/") for value in ini_values("env"))
 
 
 def test_uwsgi_shuts_down_gracefully_within_the_contract_grace() -> None:
