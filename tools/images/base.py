@@ -12,14 +12,13 @@ The image carries a hash of its recipe in its labels and is rebuilt when the rec
 
 import hashlib
 import json
-import re
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from tools.images import podman
+from tools.images.dockerfile import external_bases
 
 DOCKERFILE = podman.ROOT / "api" / "Dockerfile"
 RECIPE_LABEL = "org.recsys.standin-recipe"
@@ -47,6 +46,24 @@ Suites: {SUITE}-security
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 """
+# The apt and dpkg settings Debian's official container images carry (debuerreotype's "slim" variant): apt keeps
+# no package caches, and dpkg skips documentation, so `apt-get install` in a derived image adds what it adds there.
+_APT_CACHE_FILES = "/var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin"
+APT_CLEAN = f"""DPkg::Post-Invoke {{ "rm -f {_APT_CACHE_FILES} || true"; }};
+APT::Update::Post-Invoke {{ "rm -f {_APT_CACHE_FILES} || true"; }};
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
+"""
+DPKG_SLIM = """path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/groff/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/lintian/*
+path-exclude /usr/share/linda/*
+path-exclude /usr/share/locale/*
+path-include /usr/share/locale/locale.alias
+"""
 # Run in the chroot after debootstrap: the official layout, no caches.
 FINISH_SCRIPT = """set -eu
 rm -f /etc/apt/sources.list /usr/lib/python3.*/EXTERNALLY-MANAGED
@@ -72,17 +89,7 @@ class Base:
 
 def dockerfile_base(dockerfile: Path = DOCKERFILE) -> str:
     """The one external image the Dockerfile builds FROM (stages named with AS are internal)."""
-    stages: set[str] = set()
-    bases: list[str] = []
-    for line in dockerfile.read_text().splitlines():
-        match = re.match(r"^\s*FROM\s+(?:--\S+\s+)*(\S+)(?:\s+AS\s+(\S+))?", line, re.IGNORECASE)
-        if not match:
-            continue
-        image, stage = match.group(1), match.group(2)
-        if image.lower() not in stages and image not in bases:
-            bases.append(image)
-        if stage:
-            stages.add(stage.lower())
+    bases = external_bases(dockerfile)
     if len(bases) != 1:
         raise ValueError(
             f"{dockerfile} builds from {bases or 'no image'}; the stand-in supports exactly one external base: "
@@ -110,6 +117,8 @@ def recipe_hash() -> str:
         "cmd": IMAGE_CMD,
         "sources": APT_SOURCES,
         "finish": FINISH_SCRIPT,
+        "apt": APT_CLEAN,
+        "dpkg": DPKG_SLIM,
     }
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -130,35 +139,48 @@ def _python_version(name: str) -> str:
     return result.stdout.strip()
 
 
+def _remove_tree(path: Path) -> None:
+    """Unmount whatever debootstrap left mounted inside (it mounts /proc and /sys, and may bind the host's /dev when
+    it runs in a container), then delete without crossing into another file system: a plain recursive delete of a
+    chroot with a bind-mounted /dev would delete the host's device nodes."""
+    prefix = str(path.resolve()) + "/"
+    mounted = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+    for point in sorted((m for m in mounted if m.startswith(prefix)), key=len, reverse=True):
+        subprocess.run(["umount", "--lazy", point], check=False)
+    subprocess.run(["rm", "-rf", "--one-file-system", "--", str(path)], check=False)
+
+
 def _build_standin(name: str, digest: str) -> None:
     work = podman.ROOT / ".cache" / "images"
     work.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=work, prefix="standin-") as tmp:
-        rootfs = Path(tmp) / "rootfs"
+    tmp = Path(tempfile.mkdtemp(dir=work, prefix="standin-"))
+    rootfs = tmp / "rootfs"
+    try:
         subprocess.run(
-            [
-                "debootstrap",
-                "--variant=minbase",
-                f"--include={','.join(PACKAGES)}",
-                SUITE,
-                str(rootfs),
-                MIRROR,
-            ],
+            ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(rootfs), MIRROR],
             check=True,
             stdout=subprocess.DEVNULL,
         )
         (rootfs / "etc" / "apt" / "sources.list.d" / "debian.sources").write_text(APT_SOURCES)
+        (rootfs / "etc" / "apt" / "apt.conf.d" / "docker-clean").write_text(APT_CLEAN)
+        (rootfs / "etc" / "dpkg" / "dpkg.cfg.d" / "docker").write_text(DPKG_SLIM)
         subprocess.run(["chroot", str(rootfs), "/bin/sh", "-c", FINISH_SCRIPT], check=True)
         changes = [f"ENV {key}={value}" for key, value in IMAGE_ENV.items()]
         changes += [f"CMD {json.dumps(IMAGE_CMD)}", f"LABEL {RECIPE_LABEL}={digest}"]
-        tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
         args = ["import"]
         for change in changes:
             args += ["--change", change]
-        podman.run([*args, "-", name], stdin=tar.stdout.fileno() if tar.stdout else None, capture=True)
+        # --one-file-system: never archive a mount debootstrap left behind.
+        tar = subprocess.Popen(
+            ["tar", "-C", str(rootfs), "--numeric-owner", "--one-file-system", "-c", "."], stdout=subprocess.PIPE
+        )
+        assert tar.stdout is not None
+        podman.run([*args, "-", name], stdin=tar.stdout.fileno(), capture=True)
+        tar.stdout.close()
         if tar.wait() != 0:
             raise RuntimeError(f"tar of the stand-in root file system failed (exit {tar.returncode})")
-        shutil.rmtree(rootfs, ignore_errors=True)
+    finally:
+        _remove_tree(tmp)
 
 
 def ensure_base(archive: Path | None = None) -> Base:

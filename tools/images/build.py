@@ -56,5 +56,8 @@ def build(target: str) -> Built:
     if HOST_CA_BUNDLE.is_file():
         args += ["--volume", f"{HOST_CA_BUNDLE}:{HOST_CA_BUNDLE}:ro"]
     start = time.perf_counter()
-    podman.run([*args, str(podman.ROOT)])
+    result = podman.run([*args, str(podman.ROOT)], capture=True, check=False)
+    if result.returncode != 0:
+        output = (result.stdout + result.stderr)[-6000:]
+        raise RuntimeError(f"podman build --target {target} failed (exit {result.returncode}):\n{output}")
     return Built(target, name, time.perf_counter() - start, image_size(name))

@@ -85,8 +85,8 @@ def run_health_check(name: str, check: HealthCheck, deadline_seconds: float | No
     failures = 0
     attempts = 0
     output = ""
-    limit = deadline_seconds if deadline_seconds is not None else check.start_period + check.interval * (
-        check.retries + 1
+    limit = (
+        deadline_seconds if deadline_seconds is not None else check.start_period + check.interval * (check.retries + 1)
     )
     while time.monotonic() - start < limit:
         attempts += 1

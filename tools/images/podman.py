@@ -25,7 +25,7 @@ COMMANDS = {"podman": "podman", "runc": "runc", "debootstrap": "debootstrap"}
 DEFAULT_ULIMITS = {"nofile": (resource.RLIMIT_NOFILE, 16384), "nproc": (resource.RLIMIT_NPROC, 16384)}
 
 
-class PodmanUnavailable(Exception):
+class PodmanUnavailableError(Exception):
     """Podman cannot run here; the message is one line naming what is missing."""
 
 
@@ -91,10 +91,10 @@ def _limits_problem() -> str | None:
 def ensure_available(install: bool = True) -> None:
     """Install the packages when missing (we are root on CI machines of this kind), then check what podman needs.
 
-    Raises PodmanUnavailable with one line naming what is missing when podman still cannot run.
+    Raises PodmanUnavailableError with one line naming what is missing when podman still cannot run.
     """
     if os.geteuid() != 0:
-        raise PodmanUnavailable(
+        raise PodmanUnavailableError(
             "podman image tests need root (rootful podman with runc; rootless podman cannot give the app "
             "its task-definition user and volume ownership here): run `make image-test` as root"
         )
@@ -106,12 +106,12 @@ def ensure_available(install: bool = True) -> None:
         subprocess.run(["apt-get", "install", "-y", "-qq", *APT_PACKAGES], check=False, env=env)
         missing = _missing_commands()
     if missing:
-        raise PodmanUnavailable(
+        raise PodmanUnavailableError(
             f"missing {', '.join(missing)} and apt-get could not install them: "
             f"install the Debian packages {' '.join(APT_PACKAGES)}"
         )
     problem = _limits_problem()
     if problem:
-        raise PodmanUnavailable(problem)
+        raise PodmanUnavailableError(problem)
     for folder in ("storage", "run", "tmp"):
         (STATE_DIR / folder).mkdir(parents=True, exist_ok=True)

@@ -210,9 +210,7 @@ def serving_container(stack: dict[str, Any], port: int) -> Container:
 
 def training_container(stack: dict[str, Any]) -> Container | None:
     """The container that mounts an EFS access point read-write (only the trainer may write models)."""
-    matches = [
-        c for c in containers(stack) if any(m.access_point is not None and not m.read_only for m in c.mounts)
-    ]
+    matches = [c for c in containers(stack) if any(m.access_point is not None and not m.read_only for m in c.mounts)]
     if len(matches) > 1:
         raise TaskDefinitionError(f"more than one container writes through EFS: {[c.name for c in matches]}")
     return matches[0] if matches else None
