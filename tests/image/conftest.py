@@ -3,7 +3,6 @@ stack, a data file and the shared EFS stand-in. Figures (which base, build times
 in the terminal summary."""
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -89,7 +88,7 @@ def stack() -> dict[str, object]:
 
 @pytest.fixture(scope="session")
 def interactions(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from api.synthetic import SyntheticSpec, generate, write
+    from api.training.synthetic import SyntheticSpec, generate, write
 
     directory = tmp_path_factory.mktemp("data")
     directory.chmod(0o755)
@@ -105,10 +104,3 @@ def efs_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("efs")
     root.chmod(0o755)
     yield root
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port

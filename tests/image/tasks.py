@@ -9,9 +9,9 @@ from pathlib import Path
 import requests
 
 from api.contract import APP_GID, APP_UID, READINESS_PATH, WRITABLE_PATHS
-from tests.image.conftest import free_port
 from tools.images import fargate, podman
 from tools.images.taskdef import Container, podman_run_args
+from tools.testkit.processes import free_port
 
 
 @dataclass

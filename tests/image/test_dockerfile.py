@@ -91,3 +91,14 @@ def test_dockerfiles_are_hadolint_clean() -> None:
     files = [str(DOCKERFILE), str(ROOT / "logging" / "Dockerfile")]
     result = subprocess.run([hadolint, *files], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_each_image_copies_only_its_own_layer_of_api() -> None:
+    """The serving image carries no trainer code and the trainer image no serving code (issue 11's layers)."""
+    for target, own, other in (("serving", "api/serving/", "api/training"), ("train", "api/training/", "api/serving")):
+        sources = [
+            rest for keyword, rest in inherited(DOCKERFILE, target) if keyword == "COPY" and "--from" not in rest
+        ]
+        text = " ".join(sources)
+        assert own in text and "api/model/" in text and "api/contract.py" in text, (target, sources)
+        assert other not in text and not any(rest.startswith("api/ ") for rest in sources), (target, sources)

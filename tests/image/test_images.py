@@ -17,11 +17,11 @@ import pytest
 import requests
 
 from api.contract import APP_PORT, WRITABLE_PATHS
-from tests.api.steady_load import SteadyLoad
 from tests.image import tasks
 from tests.image.conftest import ROOT, note
 from tools.images import fargate, podman
 from tools.images.taskdef import Container, serving_container, training_container
+from tools.testkit.load import SteadyLoad
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
