@@ -19,7 +19,8 @@ import requests
 from api.contract import APP_PORT, WRITABLE_PATHS
 from tests.image import tasks
 from tests.image.conftest import ROOT, note
-from tools.images import fargate, podman
+from tools.images import build, fargate, podman
+from tools.images.build import DOCKERFILE
 from tools.images.taskdef import Container, serving_container, training_container
 from tools.testkit.load import SteadyLoad
 
@@ -279,3 +280,30 @@ def test_venv_sizes_are_printed(serving_image: str, train_image: str) -> None:
         sizes[image] = int(result.stdout.split()[0])
     note("virtual environments: " + ", ".join(f"{image} {mb} MB" for image, mb in sizes.items()))
     assert sizes[serving_image] <= sizes[train_image]
+
+
+def test_without_the_volume_declaration_the_app_cannot_start_and_the_failure_names_the_path(
+    serving_def: Container, serving_image: str, first_model: Path, tmp_path: Path
+) -> None:
+    """The /tmp defect of issue 12 (finding 1), reproduced: the same Dockerfile without its VOLUME lines gives a task
+    whose /tmp is Fargate's empty root-owned 0755 directory, and step 1 fails naming the path."""
+    text = DOCKERFILE.read_text()
+    stripped = "\n".join(line for line in text.splitlines() if not line.startswith("VOLUME"))
+    assert stripped != text, "api/Dockerfile declares no VOLUME"
+    variant = tmp_path / "Dockerfile.no-volume"
+    variant.write_text(stripped + "\n")
+    image = build.build(build.SERVING_TARGET, dockerfile=variant, name="localhost/recsys-api:no-volume").name
+    try:
+        run = tasks.start(serving_def, image, tmp_path / "task", first_model)
+        try:
+            with pytest.raises(AssertionError) as failure:
+                run.wait_ready(within=_grace(serving_def))
+        finally:
+            tasks.remove(run)
+    finally:
+        podman.run(["rmi", "--force", image], capture=True, check=False)
+    message = str(failure.value)
+    note("without VOLUME /tmp: " + message.splitlines()[0][:300])
+    for path in WRITABLE_PATHS:
+        assert f"{path} is mounted as 0:0 mode 755" in message, message
+    assert "Permission denied" in message, message

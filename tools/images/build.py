@@ -36,8 +36,9 @@ def image_config(name: str) -> dict[str, object]:
     return config
 
 
-def build(target: str) -> Built:
-    name = IMAGE_NAMES[target]
+def build(target: str, *, dockerfile: Path = DOCKERFILE, name: str | None = None) -> Built:
+    """Build a target of api/Dockerfile (or of a variant of it, under another name) from the repository root."""
+    name = name or IMAGE_NAMES[target]
     args = [
         "build",
         "--pull=never",
@@ -45,7 +46,7 @@ def build(target: str) -> Built:
         "--format",
         "docker",
         "--file",
-        str(DOCKERFILE),
+        str(dockerfile),
         "--ignorefile",
         str(IGNORE_FILE),
         "--target",
