@@ -72,17 +72,24 @@ def _model_dir(container: Container) -> str:
     return writable[0]
 
 
+def trainer_command(trainer_def: Container, data_file: str, version: str) -> list[str]:
+    """The task definition's command with its S3 input replaced by the mounted data file (no S3 here), and a version
+    name so the test knows what to wait for."""
+    command = list(trainer_def.command or ("--interactions", "", "--model-dir", _model_dir(trainer_def)))
+    if "--interactions" in command:
+        command[command.index("--interactions") + 1] = data_file
+    else:
+        found = [i for i, arg in enumerate(command) if arg.startswith("--interactions=")]
+        assert found, f"the trainer's command {command} names no --interactions input"
+        command[found[0]] = f"--interactions={data_file}"
+    return [*command, f"--version={version}"]
+
+
 def train(
     trainer_def: Container, train_image: str, *, efs_root: Path, interactions: Path, tmp: Path, version: str
 ) -> tasks.RunningContainer:
     """Run the trainer image to completion; it publishes `version` through its read-write access point mount."""
-    command = [
-        f"--interactions={DATA_DIR}/{interactions.name}",
-        f"--model-dir={_model_dir(trainer_def)}",
-        f"--version={version}",
-        "--factors=16",
-        "--iterations=5",
-    ]
+    command = trainer_command(trainer_def, f"{DATA_DIR}/{interactions.name}", version)
     run = tasks.start(
         trainer_def,
         train_image,
@@ -91,8 +98,12 @@ def train(
         command=command,
         extra_volumes={interactions.parent: DATA_DIR},
     )
+    started = time.monotonic()
     code = run.wait_exit(within=300)
     assert code == 0, f"trainer exited {code}:\n{run.logs()[-3000:]}"
+    note(
+        f"trainer ({trainer_def.family}) published {version} in {time.monotonic() - started:.0f} s: {' '.join(command)}"
+    )
     return run
 
 
