@@ -39,7 +39,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 @pytest.fixture(scope="session")
 def engine() -> None:
     try:
-        podman.ensure_available(install=True)
+        podman.ensure_available(install=True, standin=not os.environ.get(BASE_ARCHIVE_ENV))
     except podman.PodmanUnavailableError as missing:
         note(f"image tests skipped: {missing}")
         pytest.skip(str(missing))

@@ -73,8 +73,8 @@ def run(
     )
 
 
-def _missing_commands() -> list[str]:
-    return [package for package, name in COMMANDS.items() if shutil.which(name) is None]
+def _missing_commands(packages: tuple[str, ...]) -> list[str]:
+    return [package for package in packages if shutil.which(COMMANDS[package]) is None]
 
 
 def _limits_problem() -> str | None:
@@ -88,27 +88,29 @@ def _limits_problem() -> str | None:
     return None
 
 
-def ensure_available(install: bool = True) -> None:
+def ensure_available(install: bool = True, standin: bool = True) -> None:
     """Install the packages when missing (we are root on CI machines of this kind), then check what podman needs.
+    standin: the stand-in base will be built, so debootstrap is needed too.
 
     Raises PodmanUnavailableError with one line naming what is missing when podman still cannot run.
     """
+    needed = APT_PACKAGES if standin else tuple(p for p in APT_PACKAGES if p != "debootstrap")
     if os.geteuid() != 0:
         raise PodmanUnavailableError(
-            "podman image tests need root (rootful podman with runc; rootless podman cannot give the app "
-            "its task-definition user and volume ownership here): run `make image-test` as root"
+            "not root: the image tests run rootful podman (they chown Fargate-like volumes to the task's users); "
+            "run `make image-test` as root"
         )
-    missing = _missing_commands()
+    missing = _missing_commands(needed)
     if missing and install and shutil.which("apt-get"):
-        print(f"installing {' '.join(APT_PACKAGES)} with apt-get (missing: {', '.join(missing)})", flush=True)
+        print(f"installing {' '.join(missing)} with apt-get", flush=True)
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
-        subprocess.run(["apt-get", "install", "-y", "-qq", *APT_PACKAGES], check=False, env=env)
-        missing = _missing_commands()
+        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=False, env=env)
+        missing = _missing_commands(needed)
     if missing:
         raise PodmanUnavailableError(
             f"missing {', '.join(missing)} and apt-get could not install them: "
-            f"install the Debian packages {' '.join(APT_PACKAGES)}"
+            f"install the Debian packages {' '.join(missing)}"
         )
     problem = _limits_problem()
     if problem:
