@@ -2,7 +2,6 @@
 container health check, and the stop sequence with its timeout."""
 
 import os
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -125,7 +124,3 @@ def stop(name: str, timeout: int) -> Stopped:
 
 def remove(name: str) -> None:
     podman.run(["rm", "--force", "--ignore", name], capture=True, check=False)
-
-
-def clear(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)

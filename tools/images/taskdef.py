@@ -5,7 +5,7 @@ command, health check, stop timeout, ulimits, init process and ports all come fr
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,6 @@ class Container:
     container_ports: tuple[int, ...]
     init_process: bool
     grace_period_seconds: int | None = None
-    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 def load_stack(path: Path) -> dict[str, Any]:
@@ -192,7 +191,6 @@ def containers(stack: dict[str, Any]) -> list[Container]:
                     container_ports=tuple(int(m["containerPort"]) for m in raw.get("portMappings", [])),
                     init_process=bool((raw.get("linuxParameters") or {}).get("initProcessEnabled", False)),
                     grace_period_seconds=task_grace,
-                    raw=raw,
                 )
             )
     return found
