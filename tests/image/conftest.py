@@ -63,7 +63,9 @@ def base_image(engine: None) -> base.Base:
 
 @pytest.fixture(scope="session")
 def images(base_image: base.Base) -> dict[str, build.Built]:
-    built = {target: build.build(target) for target in (build.SERVING_TARGET, build.TRAIN_TARGET)}
+    # The trainer first: its build runs every shared stage with the runtime stage beside them (--jobs 2); the
+    # serving build then adds only its final stage.
+    built = {target: build.build(target) for target in (build.TRAIN_TARGET, build.SERVING_TARGET)}
     for item in built.values():
         note(f"image {item.target}: {item.name} {item.size_bytes / 1e6:.0f} MB, built in {item.seconds:.0f} s")
     return built

@@ -43,6 +43,9 @@ def build(target: str, *, dockerfile: Path = DOCKERFILE, name: str | None = None
         "build",
         "--pull=never",
         "--layers",
+        # Independent stages (the runtime base beside the builder) in parallel: the machines have two cores.
+        "--jobs",
+        "2",
         "--format",
         "docker",
         "--file",
