@@ -113,7 +113,7 @@ quality: $(DEMO_DATA) | $(SETUP_STAMP)  ## evaluate popularity, ALS (given, tune
 test: $(SETUP_STAMP) $(NODE_STAMP) $(CHECKOV) $(ACTIONLINT)  ## everything CI runs, stages overlapped, times printed
 	$(PYTHON) -m tools.check
 
-lint: $(SETUP_STAMP)  ## ruff, mypy and the import-linter architecture contracts
+lint: $(SETUP_STAMP)  ## ruff, mypy, the import-linter architecture contracts and hadolint (both Dockerfiles)
 	$(PYTHON) -m tools.check lint
 
 synth: $(SETUP_STAMP) $(NODE_STAMP)  ## synthesize every environment stack into cdktf.out/
