@@ -72,9 +72,15 @@ def _model_dir(container: Container) -> str:
     return writable[0]
 
 
-def trainer_command(trainer_def: Container, data_file: str, version: str) -> list[str]:
-    """The task definition's command with its S3 input replaced by the mounted data file (no S3 here), and a version
-    name so the test knows what to wait for."""
+# The first model only needs to exist: no hyperparameter search. The second one, which the serving task swaps to,
+# runs the search (optuna inside the trainer image) capped at two trials to bound the test's time.
+FIRST_MODEL_ARGS = ("--tune-seconds=0",)
+SEARCHED_MODEL_ARGS = ("--tune-trials=2",)
+
+
+def trainer_command(trainer_def: Container, data_file: str, version: str, extra: tuple[str, ...]) -> list[str]:
+    """The task definition's command with its S3 input replaced by the mounted data file (no S3 here), a version
+    name the test can wait for, and `extra` arguments bounding the run's time."""
     command = list(trainer_def.command or ("--interactions", "", "--model-dir", _model_dir(trainer_def)))
     if "--interactions" in command:
         command[command.index("--interactions") + 1] = data_file
@@ -82,14 +88,21 @@ def trainer_command(trainer_def: Container, data_file: str, version: str) -> lis
         found = [i for i, arg in enumerate(command) if arg.startswith("--interactions=")]
         assert found, f"the trainer's command {command} names no --interactions input"
         command[found[0]] = f"--interactions={data_file}"
-    return [*command, f"--version={version}"]
+    return [*command, f"--version={version}", *extra]
 
 
 def train(
-    trainer_def: Container, train_image: str, *, efs_root: Path, interactions: Path, tmp: Path, version: str
+    trainer_def: Container,
+    train_image: str,
+    *,
+    efs_root: Path,
+    interactions: Path,
+    tmp: Path,
+    version: str,
+    extra: tuple[str, ...],
 ) -> tasks.RunningContainer:
     """Run the trainer image to completion; it publishes `version` through its read-write access point mount."""
-    command = trainer_command(trainer_def, f"{DATA_DIR}/{interactions.name}", version)
+    command = trainer_command(trainer_def, f"{DATA_DIR}/{interactions.name}", version, extra)
     run = tasks.start(
         trainer_def,
         train_image,
@@ -122,6 +135,7 @@ def first_model(
         interactions=interactions,
         tmp=tmp_path_factory.mktemp("t"),
         version="v1",
+        extra=FIRST_MODEL_ARGS,
     )
     tasks.remove(run)
     yield efs_root
@@ -203,7 +217,15 @@ def test_trainer_publishes_a_version_as_the_access_point_user_and_serving_swaps_
     assert serving.base_url is not None
     with SteadyLoad(serving.base_url, LOAD_PATHS, clients=4) as load:
         load.wait_for(100)
-        run = train(trainer_def, train_image, efs_root=efs_root, interactions=interactions, tmp=tmp_path, version="v2")
+        run = train(
+            trainer_def,
+            train_image,
+            efs_root=efs_root,
+            interactions=interactions,
+            tmp=tmp_path,
+            version="v2",
+            extra=SEARCHED_MODEL_ARGS,
+        )
         tasks.remove(run)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
