@@ -33,6 +33,10 @@ WRITABLE_PATHS: Final = ("/tmp",)
 
 # uWSGI lets in-flight requests finish for this long after SIGTERM; the task definition's stopTimeout is larger.
 SHUTDOWN_GRACE_SECONDS: Final = 25
+# After the drain (bounded by SHUTDOWN_GRACE_SECONDS), uWSGI gives each worker at most this long to finish its
+# request (uwsgi.ini reload-mercy / worker-reload-mercy). The app's worst-case stop is the sum of the two; the task
+# definition's stopTimeout covers it (tests/infra holds uwsgi.ini and the task definition to these values).
+WORKER_MERCY_SECONDS: Final = 25
 
 # One JSON object per line on stdout. Every record has the base fields; request records add the request fields.
 LOG_BASE_FIELDS: Final = ("time", "level", "logger", "message")
@@ -49,3 +53,7 @@ APP_LOG_MAX_BUFFER_SIZE: Final = "25m"
 # uWSGI's HTTP router keeps idle client connections open this long; the ALB's idle timeout must be lower, or the ALB
 # may reuse a connection the app has just closed (502s).
 KEEPALIVE_TIMEOUT_SECONDS: Final = 75
+
+# Largest request body the app accepts (413 above it). uwsgi.ini's fastrouter buffers bodies up to this size in memory
+# before a worker sees them, and the edge's web application firewall body-size rule is matched to it.
+MAX_BODY_BYTES: Final = 256 * 1024

@@ -47,6 +47,9 @@ def machine() -> dict[str, Any]:
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "python": platform.python_version(),
         "kernel": platform.release(),
+        # Anything else running shares the cores with the server and the load generator: a busy machine lowers
+        # every throughput figure, so the report says how busy it was when the benchmark started.
+        "load_average_1_5_15": [round(value, 2) for value in os.getloadavg()],
     }
 
 
@@ -413,7 +416,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     settings = report["settings"]
     lines = [
         f"Measured {report['time']} at commit `{report.get('commit', 'unknown')}` on {m['cpu']}, {m['cpus']} CPUs, "
-        f"{m['memory_gib']} GiB, Python {m['python']}, kernel {m['kernel']}; the load generator shares the cores, so "
+        f"{m['memory_gib']} GiB, Python {m['python']}, kernel {m['kernel']}, load average at the start "
+        f"{', '.join(map(str, m.get('load_average_1_5_15', [])))}; the load generator shares the cores, so "
         f"throughput is a floor. {settings['runs']} load run(s) per size, {settings['workers']} uWSGI workers, "
         f"{settings['step_seconds']:g} s steps.",
         "",

@@ -92,7 +92,11 @@ class ServiceAlarms(Construct):
             evaluation_periods=5,
             threshold=0,
             comparison_operator="GreaterThanThreshold",
-            treat_missing_data="breaching",
+            # Container Insights publishes nothing for a service until its first tasks report, so "breaching" paged
+            # right after every creation. A crash loop still reports RunningTaskCount 0 (data, not missing), so the
+            # alarm keeps catching it (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/
+            # AlarmThatSendsEmail.html#alarms-and-missing-data).
+            treat_missing_data="notBreaching",
             alarm_actions=[props.topic_arn],
             ok_actions=[props.topic_arn],
             metric_query=[

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from cdktf import ITerraformDependable
 from cdktf_cdktf_provider_aws.lb import Lb, LbAccessLogs
 from cdktf_cdktf_provider_aws.lb_listener import LbListener, LbListenerDefaultAction, LbListenerDefaultActionRedirect
 from cdktf_cdktf_provider_aws.lb_target_group import LbTargetGroup, LbTargetGroupHealthCheck
@@ -23,6 +24,10 @@ class LoadBalancerProps:
     certificate_arn: with one, HTTPS on 443 (TLS_POLICY) and port 80 redirects; without, plain HTTP on 80,
         which is for development only.
     access_log_bucket / access_log_prefix: where access logs go (always on).
+    access_log_ready: the access-log bucket's policy. Enabling access logs makes ELB write a test object at once and
+        fail with "Access Denied for bucket" when the policy granting it is not in place yet, so the load balancer
+        is created after it (https://docs.aws.amazon.com/elasticloadbalancing/latest/application/
+        enable-access-logging.html).
     deletion_protection: refuse deletion (production).
     deregistration_delay_seconds: how long a draining target keeps its in-flight requests (default 30: the app's
         requests take milliseconds; the shutdown grace covers the rest).
@@ -35,6 +40,7 @@ class LoadBalancerProps:
     security_group_id: str
     access_log_bucket: str
     access_log_prefix: str
+    access_log_ready: ITerraformDependable
     certificate_arn: str | None = None
     deletion_protection: bool = False
     deregistration_delay_seconds: int = 30
@@ -88,6 +94,7 @@ class LoadBalancer(Construct):
             idle_timeout=IDLE_TIMEOUT_SECONDS,
             enable_deletion_protection=props.deletion_protection,
             access_logs=LbAccessLogs(bucket=props.access_log_bucket, prefix=props.access_log_prefix, enabled=True),
+            depends_on=[props.access_log_ready],
         )
         self.target_group = LbTargetGroup(
             self,

@@ -26,6 +26,9 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _CERT_ARN = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$")
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# EventBridge Scheduler recurring expressions (https://docs.aws.amazon.com/scheduler/latest/UserGuide/
+# schedule-types.html): cron with six fields, or rate with a positive value and unit.
+_SCHEDULE = re.compile(r"^(cron\((\S+ ){5}\S+\)|rate\([1-9]\d* (minute|minutes|hour|hours|day|days)\))$")
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,15 @@ class EnvironmentConfig:
     efs_backup: AWS Backup of the model file system.
     deletion_protection: protects the ALB and keeps buckets/repositories from being destroyed while not empty.
     state_backend: S3 state with locking; None keeps state in a local file (terraform.<stack>.tfstate).
+    training_cpu / training_memory: Fargate size of the training task (default 2048 / 8192: the demo data trains
+        in about a minute). For 10M interactions use 4096 / 16384: the interaction matrix in CSR and CSC form is
+        about 10M x 12 bytes x 2 = 240 MB, factors for 1M users and 100k items at 64 floats are about 280 MB, and
+        the tuner holds a few fits and the evaluation split at once; 16 GiB leaves room for pyarrow's read buffers.
+    training_schedule: EventBridge Scheduler expression (UTC) that runs the training task, e.g.
+        'cron(0 3 * * ? *)' for 03:00 daily; None turns scheduled training off (on demand: make train-remote).
+    interaction_expiration_days: days the interaction-data bucket keeps an exported file (default 730).
+    waf: an AWS WAF web ACL in front of the ALB (rate limit per client IP, AWS managed common rules).
+    waf_rate_limit: requests per client IP per 5 minutes above which WAF blocks that IP (default 2000).
     """
 
     name: str
@@ -102,6 +114,12 @@ class EnvironmentConfig:
     efs_backup: bool = True
     deletion_protection: bool = False
     state_backend: StateBackend | None = field(default=None)
+    training_cpu: int = 2048
+    training_memory: int = 8192
+    training_schedule: str | None = None
+    interaction_expiration_days: int = 730
+    waf: bool = False
+    waf_rate_limit: int = 2000
 
     @property
     def stack_name(self) -> str:
@@ -184,6 +202,13 @@ class EnvironmentConfig:
             f"{self.ecr_keep_images} is outside 1-1000",
             "keep enough images to roll back a few deployments, e.g. 30",
         )
+        self._check_training(p)
+        p.check(
+            10 <= self.waf_rate_limit <= 2_000_000_000,
+            "waf_rate_limit",
+            f"{self.waf_rate_limit} is outside the 10-2,000,000,000 WAF accepts",
+            "use the requests per 5 minutes one client may send, e.g. 2000",
+        )
         if self.state_backend is not None:
             p.check(
                 _BUCKET.match(self.state_backend.bucket) is not None,
@@ -204,6 +229,28 @@ class EnvironmentConfig:
                 "use a key like 'recsys/prod/terraform.tfstate'",
             )
         p.raise_if_any()
+
+    def _check_training(self, p: Problems) -> None:
+        allowed = FARGATE_MEMORY.get(self.training_cpu)
+        p.check(
+            allowed is not None and self.training_memory in allowed,
+            "training_memory",
+            f"{self.training_cpu} cpu / {self.training_memory} MiB is not a Fargate size",
+            "pick a valid Fargate pair, e.g. training_cpu=2048, training_memory=8192",
+        )
+        if self.training_schedule is not None:
+            p.check(
+                _SCHEDULE.match(self.training_schedule) is not None,
+                "training_schedule",
+                f"{self.training_schedule!r} is not a recurring EventBridge Scheduler expression",
+                "use e.g. 'cron(0 3 * * ? *)' (six fields, UTC) or 'rate(1 day)', or None to switch it off",
+            )
+        p.check(
+            self.interaction_expiration_days >= 30,
+            "interaction_expiration_days",
+            f"{self.interaction_expiration_days} is under 30 days",
+            "keep exported interactions at least as long as the training window, e.g. 730",
+        )
 
     def _check_zones(self, p: Problems) -> None:
         zones = self.availability_zones

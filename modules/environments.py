@@ -24,6 +24,8 @@ def environments(image_tag: str) -> tuple[EnvironmentConfig, ...]:
             alert_emails=(),
             efs_backup=False,
             deletion_protection=False,
+            # Weekly in dev (Mondays 03:00 UTC); `make train-remote ENV=dev` trains on demand.
+            training_schedule="cron(0 3 ? * MON *)",
         ),
         EnvironmentConfig(
             name="prod",
@@ -42,6 +44,9 @@ def environments(image_tag: str) -> tuple[EnvironmentConfig, ...]:
             certificate_arn="arn:aws:acm:eu-west-1:123456789012:certificate/00000000-0000-4000-8000-000000000000",
             efs_backup=True,
             deletion_protection=True,
+            # Nightly at 02:00 UTC, after the shop's exporter has dropped the day's interactions.
+            training_schedule="cron(0 2 * * ? *)",
+            waf=True,
             # Replace with your versioned state bucket: CI plans and deploys need state that outlives the runner.
             state_backend=StateBackend(
                 bucket="recsys-terraform-state-123456789012", key="recsys/prod/terraform.tfstate", region="eu-west-1"

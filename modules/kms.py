@@ -56,10 +56,21 @@ KEY_USER_ACTIONS = [
 
 @dataclass(frozen=True)
 class ServiceGrant:
-    """Lets an AWS service principal use the key, optionally only under a condition (e.g. encryption context)."""
+    """Lets an AWS service principal use the key, optionally only under a condition (e.g. encryption context).
+
+    actions: what the service may do with the key (default: KEY_USER_ACTIONS); each must be a key-user action.
+    """
 
     service: str
     condition: dict[str, Any] | None = None
+    actions: tuple[str, ...] = tuple(KEY_USER_ACTIONS)
+
+    def __post_init__(self) -> None:
+        p = Problems("ServiceGrant")
+        unknown = sorted(set(self.actions) - set(KEY_USER_ACTIONS))
+        p.check(not unknown, "actions", f"{unknown} are not key-user actions", f"use some of {KEY_USER_ACTIONS}")
+        p.check(bool(self.actions), "actions", "empty", "list what the service does with the key")
+        p.raise_if_any()
 
 
 @dataclass(frozen=True)
@@ -104,7 +115,7 @@ class EncryptionKey(Construct):
             statements.append(
                 statement(
                     f"{name}UsesKey",
-                    KEY_USER_ACTIONS,
+                    list(grant.actions),
                     ["*"],
                     principal={"Service": grant.service},
                     condition=grant.condition,

@@ -114,7 +114,7 @@ class LogDestinations(Construct):
             retention_in_days=props.retention_days,
             kms_key_id=self.key.arn,
         )
-        self.app_log_bucket = _private_bucket(
+        self.app_log_bucket, _ = private_bucket(
             self,
             id_="app-logs",
             name=f"{props.name}-app-logs-{context.account_id}-{context.region}",
@@ -130,7 +130,7 @@ class LogDestinations(Construct):
             "app-logs-lifecycle",
             bucket=self.app_log_bucket.id,
             rule=[
-                _expiry_rule(
+                expiry_rule(
                     "tier-then-expire",
                     props.app_log_expiration_days,
                     transition=[
@@ -145,7 +145,7 @@ class LogDestinations(Construct):
             ],
         )
         elb = DataAwsElbServiceAccount(self, "elb-account")
-        self.alb_log_bucket = _private_bucket(
+        self.alb_log_bucket, self.alb_log_bucket_policy = private_bucket(
             self,
             id_="alb-logs",
             name=f"{props.name}-alb-logs-{context.account_id}-{context.region}",
@@ -174,12 +174,12 @@ class LogDestinations(Construct):
             self,
             "alb-logs-lifecycle",
             bucket=self.alb_log_bucket.id,
-            rule=[_expiry_rule("expire", props.app_log_glacier_days, transition=[])],
+            rule=[expiry_rule("expire", props.app_log_glacier_days, transition=[])],
         )
         self.alb_log_prefix = ALB_LOG_PREFIX
 
 
-def _private_bucket(
+def private_bucket(
     scope: Construct,
     *,
     id_: str,
@@ -187,8 +187,9 @@ def _private_bucket(
     encryption_rule: S3BucketServerSideEncryptionConfigurationRuleA,
     extra_statements: list[Callable[[str], dict[str, Any]]],
     force_destroy: bool,
-) -> S3Bucket:
-    """A bucket with public access blocked, owner-enforced objects, encryption, versioning and TLS-only access."""
+) -> tuple[S3Bucket, S3BucketPolicy]:
+    """A bucket with public access blocked, owner-enforced objects, encryption, versioning and TLS-only access,
+    and its policy (for whatever must wait until the policy grants a writer its access)."""
     bucket = S3Bucket(scope, id_, bucket=name, force_destroy=force_destroy)
     S3BucketPublicAccessBlock(
         scope,
@@ -204,7 +205,7 @@ def _private_bucket(
     )
     S3BucketServerSideEncryptionConfigurationA(scope, f"{id_}-encryption", bucket=bucket.id, rule=[encryption_rule])
     S3BucketVersioningA(scope, f"{id_}-versioning", bucket=bucket.id, versioning_configuration={"status": "Enabled"})
-    S3BucketPolicy(
+    bucket_policy = S3BucketPolicy(
         scope,
         f"{id_}-policy",
         bucket=bucket.id,
@@ -220,10 +221,10 @@ def _private_bucket(
             *(make(bucket.arn) for make in extra_statements),
         ),
     )
-    return bucket
+    return bucket, bucket_policy
 
 
-def _expiry_rule(
+def expiry_rule(
     rule_id: str, expire_days: int, transition: list[S3BucketLifecycleConfigurationRuleTransition]
 ) -> S3BucketLifecycleConfigurationRule:
     # Versioning is on, so overwritten or deleted objects linger as noncurrent versions: expire them too.

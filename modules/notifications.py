@@ -20,6 +20,8 @@ from modules.iam import AwsContext, policy, statement
 from modules.kms import EncryptionKey, EncryptionKeyProps, ServiceGrant
 
 PUBLISHERS = ("events.amazonaws.com", "cloudwatch.amazonaws.com")
+# What a service needs of the topic's key to publish (https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html).
+PUBLISHER_KEY_ACTIONS = ("kms:Decrypt", "kms:GenerateDataKey")
 # ECS Service Action events that mean tasks cannot start (ERROR or WARN events worth a page).
 SERVICE_ACTION_EVENTS = (
     "SERVICE_TASK_START_IMPAIRED",
@@ -117,15 +119,20 @@ def event_routes(props: NotificationsProps, context: AwsContext) -> list[EventRo
 class Notifications(Construct):
     def __init__(self, scope: Construct, id_: str, props: NotificationsProps, context: AwsContext) -> None:
         super().__init__(scope, id_)
+        # EventBridge and CloudWatch alarms publish to a KMS-encrypted topic only if the key policy lets their service
+        # principals use the key, and the SNS documentation says the aws:SourceAccount / aws:SourceArn condition keys
+        # are not supported in that key policy statement: with them every delivery fails (FailedInvocations) and
+        # nobody hears of a failed deployment (https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html,
+        # "Enable compatibility between event sources from AWS services and encrypted topics"). The grant is
+        # therefore unconditioned but limited to the two actions publishing needs; who may publish to the topic is
+        # restricted by the topic policy below, where aws:SourceAccount is supported.
         key = EncryptionKey(
             self,
             "key",
             EncryptionKeyProps(
                 alias=f"{props.name}/notifications",
                 description=f"{props.name} notification topic",
-                service_grants=tuple(
-                    ServiceGrant(s, {"StringEquals": {"aws:SourceAccount": context.account_id}}) for s in PUBLISHERS
-                ),
+                service_grants=tuple(ServiceGrant(s, actions=PUBLISHER_KEY_ACTIONS) for s in PUBLISHERS),
             ),
             context,
         )

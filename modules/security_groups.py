@@ -51,6 +51,26 @@ class ServiceSecurityGroups(Construct):
             vpc_id=props.vpc_id,
             tags={"Name": f"{props.name}-tasks"},
         )
+        # The training task accepts nothing; it opens HTTPS to S3, ECR and CloudWatch Logs (NFS is added by the
+        # storage construct).
+        self.training = SecurityGroup(
+            self,
+            "training",
+            name=f"{props.name}-training",
+            description="Training task: no ingress; HTTPS out, NFS to the model file system",
+            vpc_id=props.vpc_id,
+            tags={"Name": f"{props.name}-training"},
+        )
+        VpcSecurityGroupEgressRule(
+            self,
+            "training-https-out",
+            security_group_id=self.training.id,
+            description="HTTPS to S3, ECR and CloudWatch Logs (through NAT or VPC endpoints)",
+            ip_protocol="tcp",
+            from_port=443,
+            to_port=443,
+            cidr_ipv4="0.0.0.0/0",
+        )
         for i, cidr in enumerate(props.ingress_cidrs):
             ipv6 = ip_network(cidr).version == 6
             for port in LISTENER_PORTS:

@@ -10,6 +10,7 @@ from modules.alarms import ServiceAlarms, ServiceAlarmsProps
 from modules.alb import LoadBalancer, LoadBalancerProps
 from modules.cluster import Cluster, ClusterProps
 from modules.config import EnvironmentConfig
+from modules.data import InteractionData, InteractionDataProps
 from modules.iam import AwsContext
 from modules.log_destinations import LogDestinations, LogDestinationsProps
 from modules.network import Network, NetworkProps
@@ -20,6 +21,8 @@ from modules.security_groups import ServiceSecurityGroups, ServiceSecurityGroups
 from modules.service import AppService, AppServiceProps
 from modules.storage import ModelStorage, ModelStorageProps
 from modules.task_definition import AppTask, AppTaskProps
+from modules.training import TRAINER_TAG_SUFFIX, Training, TrainingProps
+from modules.waf import WebFirewall, WebFirewallProps
 
 
 class RecsysStack(TerraformStack):
@@ -95,7 +98,7 @@ class RecsysStack(TerraformStack):
                 name=name,
                 vpc_id=network.vpc_id,
                 subnet_ids=tuple(network.protected_subnet_ids),
-                client_security_group_id=security_groups.tasks.id,
+                client_security_group_ids=(security_groups.tasks.id, security_groups.training.id),
                 backup=config.efs_backup,
             ),
             context,
@@ -147,9 +150,33 @@ class RecsysStack(TerraformStack):
                 security_group_id=security_groups.alb.id,
                 access_log_bucket=logs.alb_log_bucket.bucket,
                 access_log_prefix=logs.alb_log_prefix,
+                access_log_ready=logs.alb_log_bucket_policy,
                 certificate_arn=config.certificate_arn,
                 deletion_protection=config.deletion_protection,
             ),
+        )
+        if config.waf:
+            firewall = WebFirewall(
+                self,
+                "waf",
+                WebFirewallProps(
+                    name=name,
+                    load_balancer_arn=alb.lb.arn,
+                    log_kms_key_arn=logs.key_arn,
+                    rate_limit=config.waf_rate_limit,
+                    log_retention_days=config.log_retention_days,
+                ),
+            )
+            TerraformOutput(self, "web_acl_arn", value=firewall.web_acl.arn)
+        data = InteractionData(
+            self,
+            "data",
+            InteractionDataProps(
+                name=name,
+                expiration_days=config.interaction_expiration_days,
+                force_destroy=not config.deletion_protection,
+            ),
+            context,
         )
         notifications = Notifications(
             self,
@@ -160,6 +187,37 @@ class RecsysStack(TerraformStack):
                 cluster_name=cluster.name,
                 service_name=service_name,
                 emails=config.alert_emails,
+            ),
+            context,
+        )
+        # The trainer exists, and has published the first model version, before the service is created: the
+        # service depends on the bootstrap run below (docs/deploy.md, "First deploy").
+        training = Training(
+            self,
+            "training",
+            TrainingProps(
+                name=name,
+                image=f"{registry.app.repository_url}:{config.app_image_tag}{TRAINER_TAG_SUFFIX}",
+                repository_arn=registry.app.arn,
+                cluster_arn=cluster.arn,
+                subnet_ids=tuple(network.protected_subnet_ids),
+                security_group_id=security_groups.training.id,
+                file_system_id=storage.file_system_id,
+                file_system_arn=storage.file_system_arn,
+                writer_access_point_id=storage.writer_access_point.id,
+                writer_access_point_arn=storage.writer_access_point.arn,
+                data_uri=data.uri,
+                data_bucket_arn=data.bucket.arn,
+                data_prefix=data.prefix,
+                data_key_arn=data.key.arn,
+                log_kms_key_arn=logs.key_arn,
+                topic_arn=notifications.topic_arn,
+                retention_days=config.log_retention_days,
+                cpu=config.training_cpu,
+                memory=config.training_memory,
+                cpu_architecture=config.cpu_architecture,
+                schedule=config.training_schedule,
+                bootstrap_ready=(*storage.mount_targets, *storage.client_rules),
             ),
             context,
         )
@@ -187,7 +245,11 @@ class RecsysStack(TerraformStack):
                 desired_count=config.desired_count,
                 model_load_seconds=config.model_load_seconds,
                 rollback_alarm_names=tuple(alarms.rollback_alarm_names),
-                depends_on=(*storage.mount_targets, *alb.listeners),
+                depends_on=(
+                    *storage.mount_targets,
+                    *alb.listeners,
+                    *((training.bootstrap,) if training.bootstrap is not None else ()),
+                ),
             ),
             task,
         )
@@ -217,3 +279,12 @@ class RecsysStack(TerraformStack):
         TerraformOutput(self, "app_log_bucket", value=logs.app_log_bucket.bucket)
         TerraformOutput(self, "error_log_group", value=logs.error_log_group.name)
         TerraformOutput(self, "vpc_id", value=network.vpc_id)
+        # What `make train-remote` needs to run the training task once, and where the exporter writes.
+        TerraformOutput(self, "interactions_uri", value=data.uri)
+        TerraformOutput(self, "training_task_definition_arn", value=training.task_definition.arn)
+        TerraformOutput(self, "training_security_group_id", value=security_groups.training.id)
+        TerraformOutput(self, "training_subnet_ids", value=network.protected_subnet_ids)
+        TerraformOutput(self, "training_log_group", value=training.log_group.name)
+        TerraformOutput(self, "efs_writer_access_point_id", value=storage.writer_access_point.id)
+        if training.schedule is not None:
+            TerraformOutput(self, "training_schedule_name", value=training.schedule.name)

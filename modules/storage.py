@@ -1,4 +1,5 @@
-"""Encrypted EFS file system holding the models, mounted by the tasks through an access point at /models."""
+"""Encrypted EFS file system holding the models: serving tasks mount it read-only through the `/models` access point,
+the training task writes new versions through a second access point on the same directory."""
 
 from dataclasses import dataclass
 
@@ -29,7 +30,7 @@ EFS_CLIENT_ACTIONS = [
 @dataclass(frozen=True)
 class ModelStorageProps:
     """name: prefix of resource names. vpc_id / subnet_ids: one mount target per (protected) subnet.
-    client_security_group_id: the only security group admitted on NFS (TCP 2049).
+    client_security_group_ids: the only security groups admitted on NFS (TCP 2049): serving and training tasks.
     posix_uid / posix_gid: identity every access through the access point gets; defaults to the app image's
         user so files the trainer writes are readable by the app.
     throughput_mode: "elastic" by default: bursting credits run out when many tasks load a model at scale-out.
@@ -39,7 +40,7 @@ class ModelStorageProps:
     name: str
     vpc_id: str
     subnet_ids: tuple[str, ...]
-    client_security_group_id: str
+    client_security_group_ids: tuple[str, ...]
     posix_uid: int = APP_UID
     posix_gid: int = APP_GID
     throughput_mode: str = "elastic"
@@ -48,6 +49,12 @@ class ModelStorageProps:
     def __post_init__(self) -> None:
         p = Problems("ModelStorageProps")
         p.check(len(self.subnet_ids) >= 1, "subnet_ids", "no subnet given", "pass the protected subnets")
+        p.check(
+            len(self.client_security_group_ids) >= 1,
+            "client_security_group_ids",
+            "no NFS client given",
+            "pass the serving and training tasks' security groups",
+        )
         p.check(
             self.throughput_mode in ("elastic", "bursting"),
             "throughput_mode",
@@ -98,26 +105,31 @@ class ModelStorage(Construct):
             vpc_id=props.vpc_id,
             tags={"Name": f"{props.name}-efs"},
         )
-        VpcSecurityGroupIngressRule(
-            self,
-            "nfs-from-clients",
-            security_group_id=self.security_group.id,
-            description="NFS from the service tasks",
-            ip_protocol="tcp",
-            from_port=NFS_PORT,
-            to_port=NFS_PORT,
-            referenced_security_group_id=props.client_security_group_id,
-        )
-        VpcSecurityGroupEgressRule(
-            self,
-            "clients-to-nfs",
-            security_group_id=props.client_security_group_id,
-            description="NFS to the model file system",
-            ip_protocol="tcp",
-            from_port=NFS_PORT,
-            to_port=NFS_PORT,
-            referenced_security_group_id=self.security_group.id,
-        )
+        self.client_rules: list[VpcSecurityGroupIngressRule | VpcSecurityGroupEgressRule] = []
+        for i, client in enumerate(props.client_security_group_ids):
+            # The first client keeps the ids it had before training existed, so its rules are not replaced.
+            suffix = "" if i == 0 else f"-{i}"
+            ingress = VpcSecurityGroupIngressRule(
+                self,
+                f"nfs-from-clients{suffix}",
+                security_group_id=self.security_group.id,
+                description="NFS from the tasks that mount the models",
+                ip_protocol="tcp",
+                from_port=NFS_PORT,
+                to_port=NFS_PORT,
+                referenced_security_group_id=client,
+            )
+            egress = VpcSecurityGroupEgressRule(
+                self,
+                f"clients-to-nfs{suffix}",
+                security_group_id=client,
+                description="NFS to the model file system",
+                ip_protocol="tcp",
+                from_port=NFS_PORT,
+                to_port=NFS_PORT,
+                referenced_security_group_id=self.security_group.id,
+            )
+            self.client_rules += [ingress, egress]
         self.mount_targets = [
             EfsMountTarget(
                 self,
@@ -142,6 +154,25 @@ class ModelStorage(Construct):
                 },
             },
             tags={"Name": f"{props.name}-models"},
+        )
+        # The trainer's own door to the same directory. Identical POSIX identity, so what it writes the serving
+        # tasks can read; IAM decides who may write: only the training task role is granted ClientWrite, and only
+        # with elasticfilesystem:AccessPointArn equal to this access point
+        # (https://docs.aws.amazon.com/efs/latest/ug/iam-access-control-nfs-efs.html).
+        self.writer_access_point = EfsAccessPoint(
+            self,
+            "writer-access-point",
+            file_system_id=self.file_system.id,
+            posix_user={"uid": props.posix_uid, "gid": props.posix_gid},
+            root_directory={
+                "path": ACCESS_POINT_ROOT,
+                "creation_info": {
+                    "owner_uid": props.posix_uid,
+                    "owner_gid": props.posix_gid,
+                    "permissions": "0755",
+                },
+            },
+            tags={"Name": f"{props.name}-models-writer"},
         )
         # A file system policy that grants only this account's IAM principals makes NFS clients without IAM
         # authorization anonymous and therefore refused; the deny statement refuses any access without TLS.

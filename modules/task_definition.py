@@ -1,47 +1,70 @@
 """The Fargate task: the app container, the FireLens log router sidecar, the read-only EFS model mount, and the
 execution and task roles with least privilege."""
 
-import json
 import posixpath
 from dataclasses import dataclass
 from typing import Any
 
-from cdktf_cdktf_provider_aws.ecs_task_definition import (
-    EcsTaskDefinition,
-    EcsTaskDefinitionRuntimePlatform,
-    EcsTaskDefinitionVolume,
-    EcsTaskDefinitionVolumeEfsVolumeConfiguration,
-    EcsTaskDefinitionVolumeEfsVolumeConfigurationAuthorizationConfig,
-)
-from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from constructs import Construct
 
 from api.contract import (
     APP_GID,
+    APP_LOG_MAX_BUFFER_SIZE,
+    APP_LOG_MODE,
     APP_PORT,
     APP_UID,
     CONTAINER_MODEL_DIR,
     HEALTHCHECK_COMMAND,
     MODEL_DIR_ENV,
     SHUTDOWN_GRACE_SECONDS,
+    WORKER_MERCY_SECONDS,
     WORKERS_ENV,
     WRITABLE_PATHS,
 )
 from modules.config import FARGATE_MEMORY
 from modules.errors import Problems
-from modules.iam import AwsContext, assume_role_policy, policy, statement
+from modules.fargate import (
+    MODELS_VOLUME,
+    bind_volumes,
+    fargate_task_definition,
+    models_volume,
+    task_role,
+    volume_name,
+)
+from modules.iam import AwsContext, policy, statement
 from modules.router_contract import ROUTER
 
 APP_CONTAINER = ROUTER.app_container_name
 ROUTER_CONTAINER = "log-router"
 ROUTER_MEMORY_RESERVATION_MIB = 64
-# The FireLens router keeps logs flowing for its own 30 s Grace after the app stops; ECS allows at most 120 s.
-STOP_TIMEOUT_SECONDS = min(SHUTDOWN_GRACE_SECONDS + 10, 120)
+# Fargate sends SIGKILL when a container's stopTimeout ends after SIGTERM: default 30 s, at most 120 s
+# (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_ContainerDefinition.html, stopTimeout).
+MAX_STOP_TIMEOUT_SECONDS = 120
+# The app's worst-case stop: the drain of queued requests (bounded by SHUTDOWN_GRACE_SECONDS), then uWSGI's mercy
+# for each worker's last request (WORKER_MERCY_SECONDS), then the master's exit and the last log lines written.
+APP_STOP_MARGIN_SECONDS = 10
+APP_STOP_TIMEOUT_SECONDS = SHUTDOWN_GRACE_SECONDS + WORKER_MERCY_SECONDS + APP_STOP_MARGIN_SECONDS
+# Containers stop in reverse dependsOn order, so the router gets SIGTERM only after the app has exited
+# (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/firelens-taskdef.html: the FireLens container stops
+# after every container that uses it). The router's entrypoint then holds SIGTERM until rewrite_tag's emitter has
+# drained, Fluent Bit flushes for its Grace and exits: logging/contract.json's min_stop_timeout_seconds. The margin
+# covers the last S3 multipart upload of a slow network.
+ROUTER_STOP_MARGIN_SECONDS = 15
+ROUTER_STOP_TIMEOUT_SECONDS = ROUTER.min_stop_timeout_seconds + ROUTER_STOP_MARGIN_SECONDS
+# Log back-pressure, decided explicitly (issue 16). The app writes one JSON line per request to stdout; in
+# `blocking` mode a slow or stopped router blocks those writes and with them every uWSGI worker, so a logging
+# problem becomes an outage. `non-blocking` keeps requests flowing and drops lines only when the buffer below is
+# full. ECS made non-blocking the default in June 2025 unless the account setting `defaultLogDriverMode` says
+# otherwise (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs-account-settings.html); it is set here
+# so that no account setting can change it silently
+# (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_LogConfiguration.html, `mode`, `max-buffer-size`).
+# Size: a 2-vCPU task peaks near 5,000 requests/s (make bench, liveness), one line of under 500 bytes each, so a
+# router that stops reading for 5 s leaves about 12.5 MB queued; 25 MiB is twice that and a small share of the task.
+# The values are the contract's (api/contract.py), which make bench's log back-pressure run also uses.
 # ECS Exec's SSM agent writes its state and logs here; with a read-only root file system they must be volumes.
 EXEC_AGENT_PATHS = ("/var/lib/amazon", "/var/log/amazon")
 ROUTER_BUFFER_PATH = posixpath.commonpath([ROUTER.store_dir, ROUTER.storage_path])
-MODELS_VOLUME = "models"
 
 
 @dataclass(frozen=True)
@@ -100,6 +123,13 @@ class AppTaskProps:
             "give the task more memory",
         )
         p.check(self.workers is None or self.workers >= 1, "workers", f"{self.workers} < 1", "use 1 or more")
+        for name, seconds in (("app", APP_STOP_TIMEOUT_SECONDS), ("router", ROUTER_STOP_TIMEOUT_SECONDS)):
+            p.check(
+                seconds <= MAX_STOP_TIMEOUT_SECONDS,
+                "stopTimeout",
+                f"the {name} container needs {seconds} s to stop, above Fargate's {MAX_STOP_TIMEOUT_SECONDS} s",
+                "shorten SHUTDOWN_GRACE_SECONDS / WORKER_MERCY_SECONDS (api/contract.py) or the router's Grace",
+            )
         p.check(
             self.cpu_architecture in ("X86_64", "ARM64"),
             "cpu_architecture",
@@ -111,10 +141,6 @@ class AppTaskProps:
     @property
     def effective_workers(self) -> int:
         return self.workers or max(1, self.cpu // 1024)
-
-
-def _volume_name(path: str) -> str:
-    return path.strip("/").replace("/", "-")
 
 
 def app_container(props: AppTaskProps) -> dict[str, Any]:
@@ -140,7 +166,7 @@ def app_container(props: AppTaskProps) -> dict[str, Any]:
         ),
         "mountPoints": [
             {"sourceVolume": MODELS_VOLUME, "containerPath": CONTAINER_MODEL_DIR, "readOnly": True},
-            *({"sourceVolume": _volume_name(path), "containerPath": path, "readOnly": False} for path in writable),
+            *({"sourceVolume": volume_name(path), "containerPath": path, "readOnly": False} for path in writable),
         ],
         "linuxParameters": {"initProcessEnabled": True},
         "healthCheck": {
@@ -150,10 +176,14 @@ def app_container(props: AppTaskProps) -> dict[str, Any]:
             "retries": 3,
             "startPeriod": min(props.model_load_seconds, 300),
         },
-        "stopTimeout": STOP_TIMEOUT_SECONDS,
+        "stopTimeout": APP_STOP_TIMEOUT_SECONDS,
         "dependsOn": [{"containerName": ROUTER_CONTAINER, "condition": "HEALTHY"}],
-        # FireLens takes the routing from the router's config file, so the app's log driver has no options.
-        "logConfiguration": {"logDriver": "awsfirelens"},
+        # FireLens takes the routing from the router's config file; the only options are the delivery mode and
+        # its buffer (see APP_LOG_MODE).
+        "logConfiguration": {
+            "logDriver": "awsfirelens",
+            "options": {"mode": APP_LOG_MODE, "max-buffer-size": APP_LOG_MAX_BUFFER_SIZE},
+        },
     }
 
 
@@ -169,9 +199,10 @@ def router_container(props: AppTaskProps, region: str) -> dict[str, Any]:
         "essential": True,
         "cpu": 0,
         "memoryReservation": ROUTER_MEMORY_RESERVATION_MIB,
+        "stopTimeout": ROUTER_STOP_TIMEOUT_SECONDS,
         "environment": [{"name": name, "value": values[name]} for name in sorted(ROUTER.environment)],
         "mountPoints": [
-            {"sourceVolume": _volume_name(ROUTER_BUFFER_PATH), "containerPath": ROUTER_BUFFER_PATH, "readOnly": False}
+            {"sourceVolume": volume_name(ROUTER_BUFFER_PATH), "containerPath": ROUTER_BUFFER_PATH, "readOnly": False}
         ],
         "firelensConfiguration": {
             "type": "fluentbit",
@@ -205,48 +236,22 @@ def router_container(props: AppTaskProps, region: str) -> dict[str, Any]:
 class AppTask(Construct):
     def __init__(self, scope: Construct, id_: str, props: AppTaskProps, context: AwsContext) -> None:
         super().__init__(scope, id_)
-        self.execution_role = IamRole(
-            self,
-            "execution-role",
-            name=f"{props.family}-execution",
-            assume_role_policy=assume_role_policy("ecs-tasks.amazonaws.com", context),
-        )
+        self.execution_role = task_role(self, "execution-role", f"{props.family}-execution", context)
         IamRolePolicy(self, "execution-policy", role=self.execution_role.id, policy=_execution_policy(props))
-        self.task_role = IamRole(
-            self,
-            "task-role",
-            name=f"{props.family}-task",
-            assume_role_policy=assume_role_policy("ecs-tasks.amazonaws.com", context),
-        )
+        self.task_role = task_role(self, "task-role", f"{props.family}-task", context)
         IamRolePolicy(self, "task-policy", role=self.task_role.id, policy=_task_policy(props))
-        writable = [*WRITABLE_PATHS, *EXEC_AGENT_PATHS, ROUTER_BUFFER_PATH]
-        self.task_definition = EcsTaskDefinition(
+        self.task_definition = fargate_task_definition(
             self,
-            "task-definition",
             family=props.family,
-            requires_compatibilities=["FARGATE"],
-            network_mode="awsvpc",
-            cpu=str(props.cpu),
-            memory=str(props.memory),
-            runtime_platform=EcsTaskDefinitionRuntimePlatform(
-                operating_system_family="LINUX", cpu_architecture=props.cpu_architecture
-            ),
-            execution_role_arn=self.execution_role.arn,
-            task_role_arn=self.task_role.arn,
-            container_definitions=json.dumps([app_container(props), router_container(props, context.region)]),
-            volume=[
-                EcsTaskDefinitionVolume(
-                    name=MODELS_VOLUME,
-                    efs_volume_configuration=EcsTaskDefinitionVolumeEfsVolumeConfiguration(
-                        file_system_id=props.file_system_id,
-                        transit_encryption="ENABLED",
-                        authorization_config=EcsTaskDefinitionVolumeEfsVolumeConfigurationAuthorizationConfig(
-                            access_point_id=props.access_point_id, iam="ENABLED"
-                        ),
-                    ),
-                ),
-                # Fargate bind-mount volumes without a host path live on the task's ephemeral storage.
-                *(EcsTaskDefinitionVolume(name=_volume_name(path)) for path in writable),
+            cpu=props.cpu,
+            memory=props.memory,
+            cpu_architecture=props.cpu_architecture,
+            execution_role=self.execution_role,
+            role=self.task_role,
+            containers=[app_container(props), router_container(props, context.region)],
+            volumes=[
+                models_volume(props.file_system_id, props.access_point_id),
+                *bind_volumes([*WRITABLE_PATHS, *EXEC_AGENT_PATHS, ROUTER_BUFFER_PATH]),
             ],
         )
         self.arn = self.task_definition.arn
@@ -295,10 +300,13 @@ def _task_policy(props: AppTaskProps) -> str:
             ],
             ["*"],
         ),
+        # The exec agent looks up its stream before writing the session transcript; without DescribeLogStreams the
+        # audit log stays empty (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs-exec.html,
+        # "IAM permissions required for ECS Exec" with CloudWatch Logs logging).
         statement(
             "EcsExecAudit",
-            ["logs:CreateLogStream", "logs:PutLogEvents"],
-            [f"{props.exec_log_group_arn}:log-stream:*"],
+            ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
+            [props.exec_log_group_arn, f"{props.exec_log_group_arn}:log-stream:*"],
         ),
         # The exec agent checks that its audit group exists; DescribeLogGroups has no resource-level permission.
         statement("EcsExecFindsAuditGroup", ["logs:DescribeLogGroups"], ["*"]),

@@ -16,7 +16,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 LOGS = ROOT / ".cache" / "logs"
 BIN = Path(sys.executable).parent
-CHECKOV = ROOT / ".cache" / "tools" / "checkov" / "bin" / "checkov"
 # Two workers for two cores: most tests wait on processes (uWSGI, terraform, moto), so the suite overlaps well.
 PYTEST_WORKERS = os.environ.get("PYTEST_WORKERS", "2")
 
@@ -26,14 +25,17 @@ STAGES: dict[str, list[list[str]]] = {
         [str(BIN / "ruff"), "format", "--check", "."],
         [str(BIN / "mypy")],
         [str(BIN / "lint-imports")],
+        [str(BIN / "hadolint"), "api/Dockerfile", "logging/Dockerfile"],
     ],
     "synth": [[sys.executable, "-m", "tools.synth"]],
     "validate": [[sys.executable, "-m", "tools.terraform", "validate"]],
-    "checkov": [[str(CHECKOV), "--config-file", ".checkov.yaml", "-d", "cdktf.out/stacks"]],
-    "pytest": [[sys.executable, "-m", "pytest", "-n", PYTEST_WORKERS]],
+    "checkov": [[sys.executable, "-m", "tools.checkov_stacks"]],
+    # The image tests build and run containers (podman): a stage of their own, not split across xdist workers.
+    "pytest": [[sys.executable, "-m", "pytest", "-n", PYTEST_WORKERS, "--ignore=tests/image"]],
+    "images": [[sys.executable, "-m", "pytest", "tests/image", "-p", "no:cacheprovider", "-rs"]],
 }
 # (first wave, second wave): the second starts when the first's `synth` has succeeded.
-FULL_RUN = (("synth", "lint"), ("validate", "checkov", "pytest"))
+FULL_RUN = (("synth", "lint"), ("validate", "checkov", "pytest", "images"))
 
 
 @dataclass(frozen=True)

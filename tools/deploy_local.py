@@ -198,6 +198,48 @@ def check_second_plan(changes: list[emulator.Change], progress: Callable[[str], 
         progress("second plan: no changes")
 
 
+ECS_TARGET = "AmazonEC2ContainerServiceV20141113."
+
+
+def first_deploy_report(moto: MotoServer, outputs: dict[str, Any], progress: Callable[[str], None] = print) -> None:
+    """Shows, from moto's state and its request log, that the first deploy trained before the service existed:
+    the training task definition, its writer access point, the schedule, and a RunTask of the trainer requested
+    before CreateService. Fails if the order is wrong or a piece is missing."""
+    import boto3
+
+    def client(service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=moto.url,
+            region_name=outputs["training_task_definition_arn"].split(":")[3],
+            aws_access_key_id=emulator.FAKE_ACCESS_KEY,
+            aws_secret_access_key=emulator.FAKE_SECRET_KEY,
+        )
+
+    task = client("ecs").describe_task_definition(taskDefinition=outputs["training_task_definition_arn"])
+    definition = task["taskDefinition"]
+    (container,) = definition["containerDefinitions"]
+    progress(f"training task definition {definition['family']}:{definition['revision']}: {container['image']}")
+    progress(f"  command {' '.join(container.get('entryPoint', []) + container.get('command', []))}")
+    (efs,) = [v["efsVolumeConfiguration"] for v in definition["volumes"] if "efsVolumeConfiguration" in v]
+    access_point = efs["authorizationConfig"]["accessPointId"]
+    if access_point != outputs["efs_writer_access_point_id"]:
+        raise DeployStepError("first-deploy", f"the trainer mounts {access_point}, not the writer access point")
+    (found,) = client("efs").describe_access_points(AccessPointId=access_point)["AccessPoints"]
+    progress(f"  writes through access point {access_point} (root {found['RootDirectory']['Path']})")
+    if "training_schedule_name" in outputs:
+        schedule = client("scheduler").get_schedule(Name=outputs["training_schedule_name"])
+        progress(f"schedule {schedule['Name']}: {schedule['ScheduleExpression']} ({schedule['State']})")
+    targets = [entry["headers"].get("X-Amz-Target", "") for entry in moto.recorded_requests()]
+    runs = [i for i, t in enumerate(targets) if t == f"{ECS_TARGET}RunTask"]
+    creates = [i for i, t in enumerate(targets) if t == f"{ECS_TARGET}CreateService"]
+    if not runs or not creates or runs[0] > creates[0]:
+        raise DeployStepError(
+            "first-deploy", f"expected the bootstrap RunTask before CreateService (request #{runs} vs #{creates})"
+        )
+    progress(f"bootstrap: RunTask was request #{runs[0]}, CreateService #{creates[0]}: trained before the service")
+
+
 def synthesize(outdir: Path, log: Path, env_extra: dict[str, str] | None = None) -> Path:
     """`python main.py` into `outdir` (CDKTF_OUTDIR), the same code path as `make synth`; returns the dev stack dir."""
     env = dict(os.environ, CDKTF_OUTDIR=str(outdir), **(env_extra or {}))
@@ -237,6 +279,13 @@ def read_session() -> dict[str, Any] | None:
     return session
 
 
+def _show_outputs(moto: MotoServer, deployment: LocalDeployment) -> None:
+    outputs = deployment.outputs()
+    for name, value in sorted(outputs.items()):
+        say(f"output {name} = {json.dumps(value)}")
+    first_deploy_report(moto, outputs, say)
+
+
 def deploy(keep: bool) -> int:
     session = read_session()
     if session and group_alive(session["pgid"]):
@@ -264,8 +313,7 @@ def deploy(keep: bool) -> int:
             deployment = LocalDeployment(stack_dir, moto.url, logs, say)
             deployment.init()
             deployment.apply()
-            for name, value in sorted(deployment.outputs().items()):
-                say(f"output {name} = {json.dumps(value)}")
+            _show_outputs(moto, deployment)
             check_second_plan(deployment.second_plan(), say)
             if keep:
                 assert moto.process is not None

@@ -40,6 +40,9 @@ SERVICE_BY_PREFIX: dict[str, str | None] = {
     "aws_secretsmanager_": "secretsmanager",
     "aws_backup_": "backup",
     "aws_servicediscovery_": "servicediscovery",
+    "aws_scheduler_": "scheduler",
+    "aws_wafv2_": "wafv2",
+    "terraform_data": None,  # Terraform's built-in resource: no AWS call (its provisioner calls through the env)
     "aws_acm_": "acm",
     "aws_route53_": "route53",
     "aws_caller_identity": "sts",

@@ -45,6 +45,14 @@ MOTO_PATCHES = {
         "default_tags make every target tagged) and retries the 500 until its timeout, so aws_appautoscaling_target "
         "never finishes; the patch keeps the tags by target ARN"
     ),
+    "ecs:RunTask (Fargate task without container-level memory)": (
+        "moto 5.2's RunTask adds up each container's memory/memoryReservation and fails with a TypeError (HTTP "
+        "500) when a container sets neither, although ECS requires only the task-level memory on Fargate "
+        "(https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task_definition_parameters.html, "
+        "'memory'); the training task's container sets none. The patch counts such a container as 0 MiB. "
+        "The same RunTask then reads NetworkInterface.private_dns_name, which moto's ENI model lacks (500 again); "
+        "the patch derives it as EC2 names private hosts: ip-<a-b-c-d>.<region>.compute.internal"
+    ),
 }
 
 
@@ -103,6 +111,43 @@ def apply_patches() -> None:
     ApplicationAutoScalingResponse.list_tags_for_resource = list_tags_for_resource  # type: ignore[attr-defined]
     ApplicationAutoScalingResponse.tag_resource = tag_resource  # type: ignore[attr-defined]
     ApplicationAutoScalingResponse.untag_resource = untag_resource  # type: ignore[attr-defined]
+    _patch_fargate_run_task()
+
+
+def _patch_fargate_run_task() -> None:
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    calculate = EC2ContainerServiceBackend._calculate_task_resource_requirements
+
+    def requirements_with_task_level_memory(task_definition: Any) -> dict[str, Any]:
+        saved = task_definition.container_definitions
+        task_definition.container_definitions = [
+            c if {"memory", "memoryReservation", "Memory", "MemoryReservation"} & set(c) else {**c, "memory": 0}
+            for c in saved
+        ]
+        try:
+            return calculate(task_definition)
+        finally:
+            task_definition.container_definitions = saved
+
+    from moto.ec2.models.elastic_network_interfaces import NetworkInterface
+
+    if not hasattr(NetworkInterface, "private_dns_name"):
+        # moto sets the attribute itself only in VPCs with DNS hostnames; keep that value when it does.
+        def get_private_dns_name(self: Any) -> str:
+            derived = f"ip-{self.private_ip_address.replace('.', '-')}.{self.ec2_backend.region_name}.compute.internal"
+            return str(self.__dict__.get("_private_dns_name", derived))
+
+        def set_private_dns_name(self: Any, value: str) -> None:
+            self.__dict__["_private_dns_name"] = value
+
+        NetworkInterface.private_dns_name = property(  # type: ignore[assignment]
+            get_private_dns_name, set_private_dns_name
+        )
+
+    EC2ContainerServiceBackend._calculate_task_resource_requirements = staticmethod(  # type: ignore[method-assign]
+        requirements_with_task_level_memory
+    )
 
 
 # Fault injection for tests, not a gap fix: while the file this variable names exists, UpdateService keeps the

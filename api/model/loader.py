@@ -1,6 +1,14 @@
-"""Validate a published model version and memory-map its arrays; refuse anything inconsistent."""
+"""Validate a published model version and memory-map its arrays; refuse anything inconsistent.
+
+Every failure, whatever the damage (wrong JSON types, corrupt or truncated files, non-finite numbers, a pointer or
+file leading outside MODEL_DIR), is a ModelLoadError naming the file and the problem: the start-up refuses with one
+log line and the watcher keeps the serving version.
+"""
 
 import json
+import math
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +29,15 @@ from api.model.format import (
     expected_layout,
     sha256_of,
 )
+
+# The version labels every response (X-Model-Version header, body, logs): header-safe ASCII, no path separators.
+VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", re.ASCII)
+SHA256_PATTERN = re.compile(r"[0-9a-f]{64}", re.ASCII)
+# Manifests are small JSON documents; this bounds what a damaged one can make the loader read.
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+# Float arrays are checked for NaN and infinity in slices of this many elements (bounded temporary memory).
+FINITE_CHECK_CHUNK = 1 << 22
+FLOAT_ARRAYS = ("user_factors", "item_factors", "item_norms", "item_gramian", "popular_scores")
 
 
 class ModelLoadError(Exception):
@@ -60,6 +77,7 @@ def load_model(root: Path, *, index_in_memory: bool = False) -> LoadedModel:
     loaded = {name: _load_array(version_dir, name, manifest, layout[name]) for name in ARRAY_NAMES}
     arrays = ModelArrays(**loaded)
     _check_consistency(version_dir, arrays)
+    _check_finite(version_dir, arrays)
     items = len(arrays.item_ids)
     family = _family(version_dir / MANIFEST_NAME, manifest)
     lookup = _load_neighbours(version_dir, manifest, items)
@@ -115,14 +133,23 @@ def _load_index(version_dir: Path, manifest: dict[str, Any], spec: ann.IndexSpec
     entry = manifest.get(spec.manifest_key)
     if entry is None:
         return None
-    path = version_dir / str(entry.get("file", spec.file))
+    manifest_path = version_dir / MANIFEST_NAME
+    if not isinstance(entry, dict):
+        raise ModelLoadError(manifest_path, f"{spec.manifest_key} is not an object; retrain")
+    filename = entry.get("file", spec.file)
+    if not isinstance(filename, str) or not _plain_name(filename):
+        raise ModelLoadError(manifest_path, f"{spec.manifest_key}.file {filename!r} is not a file name; retrain")
+    path = version_dir / filename
     if entry.get("kind") != spec.kind:
         raise ModelLoadError(path, f"index kind {entry.get('kind')!r} is not {spec.kind!r}; retrain")
+    nprobe = entry.get("nprobe")
+    if not isinstance(nprobe, int) or not _count(nprobe) or nprobe < 1:
+        raise ModelLoadError(manifest_path, f"{spec.manifest_key}.nprobe {nprobe!r} is not a positive integer; retrain")
     _check_file(path, entry.get("sha256"))
     try:
-        index = ann.read(str(path), int(entry["nprobe"]), in_memory=in_memory)
-    except (RuntimeError, KeyError, ValueError) as error:
-        raise ModelLoadError(path, f"not a readable faiss index ({error}); republish the version") from None
+        index = ann.read(str(path), nprobe, in_memory=in_memory)
+    except Exception as error:  # faiss raises RuntimeError and more; any of them means an unreadable file
+        raise ModelLoadError(path, f"not a readable faiss index ({_one_line(error)}); republish the version") from None
     if index.ntotal != items:
         raise ModelLoadError(path, f"index holds {index.ntotal} items but the model has {items}; retrain")
     return index
@@ -139,23 +166,96 @@ def _resolve_current(root: Path) -> Path:
             pointer, "no current version; train one with python -m api.training or point current at one"
         )
     # Resolved once, so a pointer switched while we load cannot mix two versions.
-    return pointer.resolve(strict=True)
+    try:
+        version_dir = pointer.resolve(strict=True)
+        real_root = root.resolve(strict=True)
+    except (OSError, RuntimeError) as error:  # RuntimeError: a symlink loop
+        raise ModelLoadError(pointer, f"cannot be resolved ({_one_line(error)}); point it at a version") from None
+    # Only a version directory directly inside MODEL_DIR may serve: never a model elsewhere on the file system.
+    if version_dir.parent != real_root or not version_dir.is_dir():
+        raise ModelLoadError(
+            pointer, f"leads to {version_dir}, not a version directory inside {real_root}; point it at one"
+        )
+    return version_dir
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
     try:
-        manifest = json.loads(path.read_text())
+        _check_inside(path, path.parent)
+        if path.stat().st_size > MAX_MANIFEST_BYTES:
+            raise ModelLoadError(path, f"larger than {MAX_MANIFEST_BYTES} bytes; republish the version")
+        manifest = json.loads(path.read_bytes().decode("utf-8"), parse_constant=_no_constant)
     except FileNotFoundError:
         raise ModelLoadError(path, "missing; the version directory is incomplete, republish it") from None
+    except RecursionError:
+        raise ModelLoadError(path, "unreadable JSON (nested too deeply); republish the version") from None
     except (OSError, ValueError) as error:
-        raise ModelLoadError(path, f"unreadable JSON ({error}); republish the version") from None
+        raise ModelLoadError(path, f"unreadable JSON ({_one_line(error)}); republish the version") from None
     if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
         raise ModelLoadError(path, f"format_version is not {FORMAT_VERSION}; retrain with this release's trainer")
     problems = [key for key in ("version", "counts", "factors", "files") if key not in manifest]
-    problems += [f"counts.{key}" for key in ("users", "items", "seen") if key not in manifest.get("counts", {})]
+    counts = manifest.get("counts")
+    if isinstance(counts, dict):
+        problems += [f"counts.{key}" for key in ("users", "items", "seen") if key not in counts]
     if problems:
         raise ModelLoadError(path, f"missing keys {', '.join(problems)}; retrain with this release's trainer")
+    _check_manifest_types(path, manifest)
     return manifest
+
+
+def _check_manifest_types(path: Path, manifest: dict[str, Any]) -> None:
+    """The keys the loader and the recommender read, with the JSON types they need."""
+    version = manifest["version"]
+    if not isinstance(version, str) or not VERSION_PATTERN.fullmatch(version):
+        raise ModelLoadError(
+            path,
+            f"version {version!r} must be 1-128 ASCII letters, digits, '.', '_' or '-' (it labels every response); "
+            "republish under such a name",
+        )
+    counts = manifest["counts"]
+    if not isinstance(counts, dict):
+        raise ModelLoadError(path, "counts is not an object; retrain with this release's trainer")
+    for key in ("users", "items", "seen"):
+        if not _count(counts[key]):
+            raise ModelLoadError(path, f"counts.{key} {counts[key]!r} is not a whole number >= 0; retrain")
+    factors = manifest["factors"]
+    # An item-item version has no factors (zero-column factor arrays); an ALS version needs at least one.
+    least = 0 if manifest.get("family") == "item_item" else 1
+    if not _count(factors) or factors < least:
+        raise ModelLoadError(path, f"factors {factors!r} is not a whole number >= {least}; retrain")
+    files = manifest["files"]
+    if not isinstance(files, dict) or not all(isinstance(entry, dict) for entry in files.values()):
+        raise ModelLoadError(path, "files is not an object of {file name: {sha256: ...}}; retrain")
+    algorithm = manifest.get("algorithm", {})
+    parameters = algorithm.get("parameters", {}) if isinstance(algorithm, dict) else None
+    if not isinstance(parameters, dict):
+        raise ModelLoadError(path, "algorithm.parameters is not an object; retrain")
+    for key in ("alpha", "regularization"):
+        value = parameters.get(key, 0.0)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ModelLoadError(path, f"algorithm.parameters.{key} {value!r} is not a finite number; retrain")
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _plain_name(name: str) -> bool:
+    return bool(name) and name not in (".", "..") and os.sep not in name and "\0" not in name
+
+
+def _check_inside(path: Path, version_dir: Path) -> None:
+    """A file of a version must be that version's own: a symlink out of the directory is refused."""
+    if path.is_symlink() and path.resolve().parent != version_dir:
+        raise ModelLoadError(path, f"is a symlink leading to {path.resolve()}, outside {version_dir}; republish")
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _load_array(
@@ -169,8 +269,8 @@ def _load_array(
     _check_file(path, entry.get("sha256"))
     try:
         array: np.ndarray[Any, Any] = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as error:
-        raise ModelLoadError(path, f"not a valid .npy array ({error}); republish the version") from None
+    except Exception as error:  # a damaged header or a truncated file: ValueError, OSError, EOFError, SyntaxError...
+        raise ModelLoadError(path, f"not a valid .npy array ({_one_line(error)}); republish the version") from None
     dtype_name, shape = expected
     dtype_ok = array.dtype.kind == "S" if dtype_name == "bytes" else array.dtype == np.dtype(dtype_name)
     if not dtype_ok:
@@ -197,10 +297,25 @@ def _check_consistency(version_dir: Path, arrays: ModelArrays) -> None:
             raise ModelLoadError(version_dir / array_file(name), f"item index outside 0..{items - 1}; retrain")
 
 
+def _check_finite(version_dir: Path, arrays: ModelArrays) -> None:
+    """NaN would be written as `NaN` (not JSON) in scores; an infinite factor breaks every ranking it touches."""
+    for name in FLOAT_ARRAYS:
+        flat = getattr(arrays, name).reshape(-1)
+        for start in range(0, len(flat), FINITE_CHECK_CHUNK):
+            if not bool(np.isfinite(flat[start : start + FINITE_CHECK_CHUNK]).all()):
+                raise ModelLoadError(version_dir / array_file(name), "contains NaN or infinity; retrain")
+
+
 def _check_file(path: Path, expected_sha: object) -> None:
     if not path.is_file():
         raise ModelLoadError(path, "missing; the version directory is incomplete, republish it")
-    actual_sha = sha256_of(path)
+    _check_inside(path, path.parent)
+    if not isinstance(expected_sha, str) or not SHA256_PATTERN.fullmatch(expected_sha):
+        raise ModelLoadError(path, f"manifest sha256 {expected_sha!r} is not 64 hex digits; retrain")
+    try:
+        actual_sha = sha256_of(path)
+    except OSError as error:
+        raise ModelLoadError(path, f"unreadable ({_one_line(error)}); republish the version") from None
     if actual_sha != expected_sha:
         raise ModelLoadError(
             path, f"checksum mismatch (manifest {expected_sha}, file {actual_sha}); the file is corrupt, republish"

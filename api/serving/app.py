@@ -6,7 +6,7 @@ import time
 import uuid
 
 from flask import Flask, Response, g, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from api.model.loader import load_model
 from api.serving.config import ApiConfig
@@ -14,7 +14,7 @@ from api.serving.logs import APP_LOGGER, REQUEST_LOGGER, configure_logging, requ
 from api.serving.recommender import Recommender
 from api.serving.responses import ModelUnavailableError, UnknownItemError, error_response
 from api.serving.routes import blueprint
-from api.serving.state import STATE_KEY, ServingState, model_version, serving_state
+from api.serving.state import STATE_KEY, ServingState, model_version, request_recommender, serving_state
 from api.serving.validation import InvalidRequestError
 
 # Accept the caller's id when it is printable and short; otherwise a fresh one, so logs stay parseable.
@@ -33,6 +33,8 @@ def create_app(config: ApiConfig | None = None) -> Flask:
         extra={"model_version": recommender.version},
     )
     app = Flask(__name__)
+    # Werkzeug would answer "/v1/users//x" with a redirect to the merged path; an API answers 404 instead.
+    app.url_map.merge_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[STATE_KEY] = ServingState(config=config, recommender=recommender)
@@ -47,10 +49,29 @@ def create_app(config: ApiConfig | None = None) -> Flask:
     return app
 
 
-def _start_request() -> None:
+def _start_request() -> Response | None:
     g.started = time.perf_counter()
     incoming = request.headers.get("X-Request-Id", "")
     g.request_id = incoming if REQUEST_ID_PATTERN.fullmatch(incoming) else uuid.uuid4().hex
+    request_recommender()  # the one snapshot this request answers from (api/serving/state.py)
+    if "chunked" in request.headers.get("Transfer-Encoding", "").lower():
+        # uWSGI 2.0's HTTP router does not decode chunked request bodies (it would pass them on as the next request
+        # on the connection), so the body cannot be read: ask for Content-Length and close the connection.
+        response = error_response(
+            411, "length required", [{"field": "body", "message": "send the body with Content-Length, not chunked"}]
+        )
+        response.headers["Connection"] = "close"
+        return response
+    if request.method == "OPTIONS" and request.url_rule is not None:
+        # Flask's automatic answer is 200 text/html; an API answers 204 with the methods the path allows.
+        response = Response(status=204, headers={"Allow": _allowed(request.url_rule.methods)})
+        del response.headers["Content-Type"]
+        return response
+    return None
+
+
+def _allowed(methods: "set[str] | frozenset[str] | None") -> str:
+    return ", ".join(sorted(methods or ()))
 
 
 def _finish_request(response: Response) -> Response:
@@ -97,7 +118,11 @@ def _http_error(error: HTTPException) -> Response:
     if status == 413:
         limit = serving_state().config.max_body_bytes
         return error_response(413, "request body too large", [{"field": "body", "message": f"limit is {limit} bytes"}])
-    return error_response(status, (error.name or "error").lower())
+    response = error_response(status, (error.name or "error").lower())
+    if isinstance(error, MethodNotAllowed):
+        # RFC 9110 section 15.5.6: a 405 lists the methods the resource supports.
+        response.headers["Allow"] = _allowed(set(error.valid_methods or ()) | {"OPTIONS"})
+    return response
 
 
 def _internal_error(error: Exception) -> Response:

@@ -6,14 +6,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from api.contract import CONTAINER_MODEL_DIR, MODEL_DIR_ENV
+from api.contract import CONTAINER_MODEL_DIR, MAX_BODY_BYTES, MODEL_DIR_ENV
 
 ANN_MIN_ITEMS_ENV = "ANN_MIN_ITEMS"
 MODEL_POLL_SECONDS_ENV = "MODEL_POLL_SECONDS"
 ANSWER_CACHE_SIZE_ENV = "ANSWER_CACHE_SIZE"
+ANSWER_CACHE_BYTES_ENV = "ANSWER_CACHE_BYTES"
 # Same default as the trainer's (api.model.ann.ANN_MIN_ITEMS); kept literal so this module stays free of faiss.
 DEFAULT_ANN_MIN_ITEMS = 50_000
 DEFAULT_ANSWER_CACHE_SIZE = 4_096
+DEFAULT_ANSWER_CACHE_BYTES = 8 * 1024 * 1024
 DEFAULT_MODEL_POLL_SECONDS = 1.0
 
 
@@ -33,11 +35,13 @@ class ApiConfig:
     max_recent_items: int = 200
     max_exclude_items: int = 500
     # Large enough for a full batch with long ids; anything bigger is a client bug, answered with 413.
-    max_body_bytes: int = 256 * 1024
+    max_body_bytes: int = MAX_BODY_BYTES
     # Catalogues at least this large use the model's ANN index (when it has one); smaller ones are scored exactly.
     ann_min_items: int = DEFAULT_ANN_MIN_ITEMS
     # Personalised answers each worker keeps per model version (api/serving/cache.py); 0 turns the cache off.
     answer_cache_size: int = DEFAULT_ANSWER_CACHE_SIZE
+    # ... and at most this many bytes of them, whatever k the clients ask for.
+    answer_cache_bytes: int = DEFAULT_ANSWER_CACHE_BYTES
     # How often each uWSGI worker looks at the `current` pointer for a new version (api/serving/swap.py); 0 disables.
     model_poll_seconds: float = DEFAULT_MODEL_POLL_SECONDS
 
@@ -49,6 +53,7 @@ class ApiConfig:
             ann_min_items=_number(env, ANN_MIN_ITEMS_ENV, DEFAULT_ANN_MIN_ITEMS, int),
             model_poll_seconds=_number(env, MODEL_POLL_SECONDS_ENV, DEFAULT_MODEL_POLL_SECONDS, float),
             answer_cache_size=_number(env, ANSWER_CACHE_SIZE_ENV, DEFAULT_ANSWER_CACHE_SIZE, int),
+            answer_cache_bytes=_number(env, ANSWER_CACHE_BYTES_ENV, DEFAULT_ANSWER_CACHE_BYTES, int),
         )
 
 

@@ -21,10 +21,16 @@ DENSE_PER_VALUE = 4
 
 
 class ItemItemRecommender(Recommender):
-    def __init__(self, model: LoadedModel, ann_min_items: int = ann.ANN_MIN_ITEMS, answer_cache_size: int = 0) -> None:
+    def __init__(
+        self,
+        model: LoadedModel,
+        ann_min_items: int = ann.ANN_MIN_ITEMS,
+        answer_cache_size: int = 0,
+        answer_cache_bytes: int | None = None,
+    ) -> None:
         if model.neighbours is None:
             raise ValueError(f"model {model.version} is item_item but has no neighbour lists")
-        super().__init__(model, ann_min_items, answer_cache_size)
+        super().__init__(model, ann_min_items, answer_cache_size, answer_cache_bytes)
         self._lists: neighbour_files.Neighbours = model.neighbours
 
     def for_user(self, user: int, k: int, exclude: NDArray[np.int64]) -> Scored:

@@ -27,6 +27,9 @@ ERRORS = {
 }
 BAD_INPUT = {"400": _response("Invalid input; `detail` names each bad field.", "Error")}
 TOO_LARGE = {"413": _response("Request body larger than the documented limit.", "Error")}
+# Every path answers these; added to each operation by `openapi_document`.
+WRONG_METHOD = {"405": _response("Method not allowed on this path; the Allow header lists the allowed ones.", "Error")}
+CHUNKED = {"411": _response("A chunked request body (any method) is not read; send Content-Length.", "Error")}
 
 
 def _object(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
@@ -144,8 +147,10 @@ def _parameters(config: ApiConfig) -> dict[str, Any]:
         "k": {
             "name": "k",
             "in": "query",
-            "description": f"Number of items; default {config.default_k}, values above {config.max_k} are capped.",
-            "schema": {"type": "integer", "minimum": 1, "default": config.default_k},
+            "description": (
+                f"Number of items, as ASCII digits; default {config.default_k}, values above {config.max_k} are capped."
+            ),
+            "schema": {"type": "integer", "minimum": 1, "maximum": 999_999_999, "default": config.default_k},
         },
         "exclude": {
             "name": "exclude",
@@ -177,12 +182,26 @@ def _body(schema: str) -> dict[str, Any]:
 
 
 def openapi_document(config: ApiConfig) -> dict[str, Any]:
+    document = _document(config)
+    for path in document["paths"].values():
+        for operation in path.values():
+            operation["responses"].update({**WRONG_METHOD, **CHUNKED})
+    return document
+
+
+def _document(config: ApiConfig) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "recsys-fargate recommendation API",
             "version": "1",
-            "description": "Implicit-feedback ALS recommendations served from memory-mapped numpy arrays.",
+            "description": (
+                "Implicit-feedback ALS recommendations served from memory-mapped numpy arrays. Every error is JSON "
+                "(schema Error), except where uWSGI's HTTP router answers before the app: a request line or "
+                "headers over 32 KiB close the connection, and a body declared above the limit is refused with "
+                "a plain 413 (`Expect: 100-continue`) or by closing the connection. OPTIONS on any path answers "
+                "204 with an Allow header."
+            ),
         },
         "paths": {
             "/v1/users/{user_id}/recommendations": {

@@ -27,10 +27,17 @@ MAX_ANN_FETCH = 2_048
 
 
 class Recommender:
-    def __init__(self, model: LoadedModel, ann_min_items: int = ann.ANN_MIN_ITEMS, answer_cache_size: int = 0) -> None:
+    def __init__(
+        self,
+        model: LoadedModel,
+        ann_min_items: int = ann.ANN_MIN_ITEMS,
+        answer_cache_size: int = 0,
+        answer_cache_bytes: int | None = None,
+    ) -> None:
         self.model = model
-        # Finished personalised answers (the response's items) by (user row, k, exclude_seen); see api/serving/cache.py.
-        self.answers: LruCache[tuple[int, int, bool], list[dict[str, Any]]] = LruCache(answer_cache_size)
+        # Finished personalised answers (the response's items as JSON text) by (user row, k, exclude_seen); see
+        # api/serving/cache.py.
+        self.answers: LruCache[tuple[int, int, bool]] = LruCache(answer_cache_size, answer_cache_bytes)
         self.version = model.version
         arrays = model.arrays
         self.users = IdIndex(arrays.user_ids)
@@ -51,8 +58,8 @@ class Recommender:
             # Imported here: the item-item recommender subclasses this one.
             from api.serving.itemitem import ItemItemRecommender
 
-            return ItemItemRecommender(model, config.ann_min_items, config.answer_cache_size)
-        return cls(model, config.ann_min_items, config.answer_cache_size)
+            return ItemItemRecommender(model, config.ann_min_items, config.answer_cache_size, config.answer_cache_bytes)
+        return cls(model, config.ann_min_items, config.answer_cache_size, config.answer_cache_bytes)
 
     @property
     def uses_ann(self) -> bool:

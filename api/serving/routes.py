@@ -9,15 +9,17 @@ from numpy.typing import NDArray
 from api.contract import LIVENESS_PATH, READINESS_PATH
 from api.serving.openapi import openapi_document
 from api.serving.recommender import Recommender, Scored
-from api.serving.responses import ModelUnavailableError, UnknownItemError, json_response
-from api.serving.state import serving_state
+from api.serving.responses import ModelUnavailableError, RawJson, UnknownItemError, dumps, json_response
+from api.serving.state import request_recommender, serving_state
 from api.serving.validation import (
-    MAX_ID_LENGTH,
     FieldProblems,
+    check_id_text,
     json_object,
     parse_flag,
     parse_id_list,
     parse_k,
+    parse_query_flag,
+    parse_query_k,
     query_exclude,
     raise_if_any,
     reject_unknown,
@@ -38,7 +40,7 @@ def live() -> Response:
 
 @blueprint.get(READINESS_PATH)
 def ready() -> Response:
-    if serving_state().recommender is None:
+    if request_recommender() is None:
         return json_response({"status": "not ready"}, 503)
     return json_response({"status": "ready"})
 
@@ -61,9 +63,9 @@ def user_recommendations(user_id: str) -> Response:
     config = serving_state().config
     problems = FieldProblems()
     reject_unknown(request.args.keys(), USER_QUERY, "query parameter", problems)
-    _check_path_id(user_id, "user_id", problems)
-    k = parse_k(request.args.get("k"), config, "k", problems)
-    exclude_seen = parse_flag(request.args.get("exclude_seen"), "exclude_seen", problems, default=True)
+    check_id_text(user_id, "user_id", problems)
+    k = parse_query_k(request.args.get("k"), config, "k", problems)
+    exclude_seen = parse_query_flag(request.args.get("exclude_seen"), "exclude_seen", problems, default=True)
     exclude_ids = query_exclude(request.args, config, problems)
     raise_if_any(problems)
     recommender = _recommender()
@@ -76,8 +78,8 @@ def similar_items(item_id: str) -> Response:
     config = serving_state().config
     problems = FieldProblems()
     reject_unknown(request.args.keys(), SIMILAR_QUERY, "query parameter", problems)
-    _check_path_id(item_id, "item_id", problems)
-    k = parse_k(request.args.get("k"), config, "k", problems)
+    check_id_text(item_id, "item_id", problems)
+    k = parse_query_k(request.args.get("k"), config, "k", problems)
     exclude_ids = query_exclude(request.args, config, problems)
     raise_if_any(problems)
     recommender = _recommender()
@@ -93,7 +95,7 @@ def similar_items(item_id: str) -> Response:
 def session_recommendations() -> Response:
     config = serving_state().config
     problems = FieldProblems()
-    body = json_object(request.get_json(silent=True), problems)
+    body = json_object(request.mimetype, request.get_data(cache=False), problems)
     reject_unknown(body.keys(), SESSION_BODY, "body field", problems)
     recent = parse_id_list(body.get("recent_items"), "recent_items", config.max_recent_items, problems, required=True)
     exclude_ids = parse_id_list(body.get("exclude"), "exclude", config.max_exclude_items, problems)
@@ -117,7 +119,7 @@ def session_recommendations() -> Response:
 def batch_recommendations() -> Response:
     config = serving_state().config
     problems = FieldProblems()
-    body = json_object(request.get_json(silent=True), problems)
+    body = json_object(request.mimetype, request.get_data(cache=False), problems)
     reject_unknown(body.keys(), BATCH_BODY, "body field", problems)
     user_ids = parse_id_list(body.get("user_ids"), "user_ids", config.max_batch_users, problems, required=True)
     k = parse_k(body.get("k"), config, "k", problems)
@@ -132,7 +134,7 @@ def batch_recommendations() -> Response:
 
 
 def _recommender() -> Recommender:
-    recommender = serving_state().recommender
+    recommender = request_recommender()
     if recommender is None:
         raise ModelUnavailableError
     return recommender
@@ -146,22 +148,19 @@ def _for_user(
         return {"strategy": "popular", "items": _items(recommender, recommender.popular(k, excluded))}
     # Only answers without request-specific exclusions are kept: those are the ones that repeat.
     key = (user, k, exclude_seen) if len(excluded) == 0 else None
-    items = recommender.answers.get(key) if key is not None else None
-    if items is None:
-        if exclude_seen:
-            excluded = np.concatenate([excluded, recommender.seen_by(user)])
-        items = _items(recommender, recommender.for_user(user, k, excluded))
-        if key is not None:
-            recommender.answers.put(key, items)
+    cached = recommender.answers.get(key) if key is not None else None
+    if cached is not None:
+        return {"strategy": "personalized", "items": RawJson(cached)}
+    if exclude_seen:
+        excluded = np.concatenate([excluded, recommender.seen_by(user)])
+    items = _items(recommender, recommender.for_user(user, k, excluded))
+    if key is not None:
+        recommender.answers.put(key, str(items))
     return {"strategy": "personalized", "items": items}
 
 
-def _items(recommender: Recommender, scored: Scored) -> list[dict[str, Any]]:
+def _items(recommender: Recommender, scored: Scored) -> RawJson:
+    """The scored items as JSON text, serialised once: the answer cache keeps this text (api/serving/cache.py)."""
     ids = recommender.items.ids_at(scored.indices)
     scores = np.round(scored.scores.astype(np.float64), 6).tolist()
-    return [{"item_id": item_id, "score": score} for item_id, score in zip(ids, scores, strict=True)]
-
-
-def _check_path_id(value: str, name: str, problems: FieldProblems) -> None:
-    if len(value) > MAX_ID_LENGTH:
-        problems.add(name, f"must be at most {MAX_ID_LENGTH} characters")
+    return RawJson(dumps([{"item_id": item_id, "score": score} for item_id, score in zip(ids, scores, strict=True)]))

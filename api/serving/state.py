@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from flask import current_app
+from flask import current_app, g, has_request_context
 
 from api.serving.config import ApiConfig
 from api.serving.recommender import Recommender
@@ -22,6 +22,20 @@ def serving_state() -> ServingState:
     return state
 
 
+def request_recommender() -> Recommender | None:
+    """The recommender this request answers from, taken once per request.
+
+    A model swap replaces `ServingState.recommender` at any moment; the route's items, the body's `model_version`,
+    the X-Model-Version header and the request log line all read this one snapshot, so they always agree.
+    """
+    if not has_request_context():
+        return serving_state().recommender
+    if "recommender" not in g:
+        g.recommender = serving_state().recommender
+    recommender: Recommender | None = g.recommender
+    return recommender
+
+
 def model_version() -> str | None:
-    recommender = serving_state().recommender
+    recommender = request_recommender()
     return None if recommender is None else recommender.version

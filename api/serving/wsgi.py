@@ -27,6 +27,10 @@ except (ModelLoadError, SettingError) as error:
     sys.stdout.flush()
     # A missing or corrupt model or an unusable setting must never serve: leave before uWSGI forks, no traceback.
     os._exit(1)
+except Exception as error:  # a loader bug must fail the same way: one JSON line (the traceback inside it), exit 1
+    logging.getLogger(APP_LOGGER).error("start-up failed: %r", error, exc_info=error)
+    sys.stdout.flush()
+    os._exit(1)
 
 drain.install()
 

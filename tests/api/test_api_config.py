@@ -7,8 +7,10 @@ import pytest
 from api.contract import MODEL_DIR_ENV
 from api.serving.config import (
     ANN_MIN_ITEMS_ENV,
+    ANSWER_CACHE_BYTES_ENV,
     ANSWER_CACHE_SIZE_ENV,
     DEFAULT_ANN_MIN_ITEMS,
+    DEFAULT_ANSWER_CACHE_BYTES,
     DEFAULT_ANSWER_CACHE_SIZE,
     DEFAULT_MODEL_POLL_SECONDS,
     MODEL_POLL_SECONDS_ENV,
@@ -22,12 +24,21 @@ def test_unset_variables_take_the_defaults() -> None:
     assert config.model_dir == Path("/models")
     assert config.ann_min_items == DEFAULT_ANN_MIN_ITEMS
     assert config.answer_cache_size == DEFAULT_ANSWER_CACHE_SIZE
+    assert config.answer_cache_bytes == DEFAULT_ANSWER_CACHE_BYTES
     assert config.model_poll_seconds == DEFAULT_MODEL_POLL_SECONDS
 
 
 def test_set_variables_are_used() -> None:
-    config = ApiConfig.from_env({ANN_MIN_ITEMS_ENV: "10", ANSWER_CACHE_SIZE_ENV: "0", MODEL_POLL_SECONDS_ENV: "0.5"})
+    config = ApiConfig.from_env(
+        {
+            ANN_MIN_ITEMS_ENV: "10",
+            ANSWER_CACHE_SIZE_ENV: "0",
+            MODEL_POLL_SECONDS_ENV: "0.5",
+            ANSWER_CACHE_BYTES_ENV: "7",
+        },
+    )
     assert (config.ann_min_items, config.answer_cache_size, config.model_poll_seconds) == (10, 0, 0.5)
+    assert config.answer_cache_bytes == 7
 
 
 @pytest.mark.parametrize(
@@ -35,6 +46,7 @@ def test_set_variables_are_used() -> None:
     [
         (ANSWER_CACHE_SIZE_ENV, "-1", "a whole number"),
         (ANSWER_CACHE_SIZE_ENV, "lots", "a whole number"),
+        (ANSWER_CACHE_BYTES_ENV, "8MiB", "a whole number"),
         (ANN_MIN_ITEMS_ENV, "1.5", "a whole number"),
         (MODEL_POLL_SECONDS_ENV, "nan", "a number"),
         (MODEL_POLL_SECONDS_ENV, "soon", "a number"),

@@ -25,9 +25,18 @@ import pytest
 from api.contract import APP_PORT, CONTAINER_MODEL_DIR, READINESS_PATH
 from modules.router_contract import ROUTER
 from tools import emulator
-from tools.deploy_local import STACK, DeployStepError, LocalDeployment, check_second_plan, synthesize
+from tools.deploy_local import (
+    STACK,
+    DeployStepError,
+    LocalDeployment,
+    check_second_plan,
+    first_deploy_report,
+    synthesize,
+)
 from tools.moto_server import MotoServer
 from tools.terraform import ROOT
+
+ECS_TARGET = "AmazonEC2ContainerServiceV20141113."
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -44,6 +53,7 @@ def synth_is_fresh() -> bool:
         ROOT / "api" / "contract.py",
         *(ROOT / "modules").rglob("*.py"),
         *(ROOT / "logging").glob("*.json"),
+        ROOT / "logging" / "extra.conf",
     ]
     return SYNTHESIZED.stat().st_mtime >= max(p.stat().st_mtime for p in sources)
 
@@ -144,9 +154,12 @@ def test_efs_encrypted_with_its_access_point(deployed: Deployed) -> None:
     (file_system,) = efs.describe_file_systems(FileSystemId=fs_id)["FileSystems"]
     assert file_system["Encrypted"] is True
     assert file_system.get("KmsKeyId")
-    (access_point,) = efs.describe_access_points(FileSystemId=fs_id)["AccessPoints"]
-    assert access_point["AccessPointId"] == deployed.outputs["efs_access_point_id"]
-    assert access_point["RootDirectory"]["Path"] == "/models"
+    access_points = {a["AccessPointId"]: a for a in efs.describe_access_points(FileSystemId=fs_id)["AccessPoints"]}
+    assert set(access_points) == {
+        deployed.outputs["efs_access_point_id"],
+        deployed.outputs["efs_writer_access_point_id"],
+    }
+    assert {a["RootDirectory"]["Path"] for a in access_points.values()} == {"/models"}
     mount_targets = efs.describe_mount_targets(FileSystemId=fs_id)["MountTargets"]
     assert len(mount_targets) == len(deployed.resources("aws_efs_mount_target"))
 
@@ -173,7 +186,9 @@ def test_log_buckets_block_public_access_and_encrypt(deployed: Deployed) -> None
 
 
 def _task_definition(deployed: Deployed) -> dict[str, Any]:
-    family = next(iter(deployed.resources("aws_ecs_task_definition").values()))["family"]
+    (family,) = [
+        t["family"] for t in deployed.resources("aws_ecs_task_definition").values() if t["family"].endswith("-api")
+    ]
     task_definition: dict[str, Any] = deployed.client("ecs").describe_task_definition(taskDefinition=family)[
         "taskDefinition"
     ]
@@ -275,6 +290,27 @@ def test_ecs_events_reach_the_topic(deployed: Deployed) -> None:
         assert all("InputTransformer" in t for t in targets)
 
 
+def test_first_deploy_trains_through_the_writer_access_point_before_the_service_exists(deployed: Deployed) -> None:
+    lines: list[str] = []
+    first_deploy_report(deployed.moto, deployed.outputs, lines.append)
+    assert any(line.startswith("bootstrap: RunTask was request #") for line in lines), lines
+    (run,) = deployed.requests(f"{ECS_TARGET}RunTask")
+    assert run["taskDefinition"] == deployed.outputs["training_task_definition_arn"]
+    assert run["launchType"] == "FARGATE"
+    network = run["networkConfiguration"]["awsvpcConfiguration"]
+    assert network["assignPublicIp"] == "DISABLED"
+    assert network["securityGroups"] == [deployed.outputs["training_security_group_id"]]
+    assert sorted(network["subnets"]) == sorted(deployed.outputs["training_subnet_ids"])
+
+
+def test_training_schedule_targets_the_training_task(deployed: Deployed) -> None:
+    schedule = deployed.client("scheduler").get_schedule(Name=deployed.outputs["training_schedule_name"])
+    assert schedule["ScheduleExpression"] == "cron(0 3 ? * MON *)"
+    ecs = schedule["Target"]["EcsParameters"]
+    assert ecs["TaskDefinitionArn"] == deployed.outputs["training_task_definition_arn"]
+    assert ecs["NetworkConfiguration"]["awsvpcConfiguration"]["AssignPublicIp"] == "DISABLED"
+
+
 def test_second_plan_shows_only_known_moto_gaps(deployed: Deployed) -> None:
     changes = deployed.deployment.second_plan()
     check_second_plan(changes, progress=print)
@@ -285,7 +321,7 @@ def test_apply_fails_when_ecs_rolls_the_deployment_back(deployed: Deployed) -> N
     # would, leaving the service on the old definition. terraform apply must fail rather than report success.
     stack_file = deployed.deployment.stack_dir / "cdk.tf.json"
     stack = json.loads(stack_file.read_text())
-    (task,) = stack["resource"]["aws_ecs_task_definition"].values()
+    (task,) = [t for t in stack["resource"]["aws_ecs_task_definition"].values() if t["family"].endswith("-api")]
     containers = json.loads(task["container_definitions"])
     for container in containers:
         container["image"] = container["image"].rsplit(":", 1)[0] + ":" + "f" * 40

@@ -110,3 +110,31 @@ def test_stop_ends_the_process_group(tmp_path: Path) -> None:
     pgid = server.process.pid
     server.stop()
     assert not group_alive(pgid)
+
+
+def test_fargate_run_task_needs_only_task_level_memory(moto: MotoServer) -> None:
+    ec2 = client(moto, "ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.99.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.99.1.0/24")["Subnet"]["SubnetId"]
+    hostnames = ec2.create_vpc(CidrBlock="10.98.0.0/16")["Vpc"]["VpcId"]
+    ec2.modify_vpc_attribute(VpcId=hostnames, EnableDnsHostnames={"Value": True})
+    named = ec2.create_subnet(VpcId=hostnames, CidrBlock="10.98.1.0/24")["Subnet"]["SubnetId"]
+    # moto sets the ENI's DNS name itself here (a NAT gateway creates one): the patch must not get in the way
+    ec2.create_nat_gateway(SubnetId=named, AllocationId=ec2.allocate_address(Domain="vpc")["AllocationId"])
+    group = ec2.create_security_group(GroupName="trainer", Description="trainer", VpcId=vpc)["GroupId"]
+    ecs = client(moto, "ecs")
+    cluster = ecs.create_cluster(clusterName="patch-run-task")["cluster"]["clusterArn"]
+    definition = ecs.register_task_definition(
+        family="no-container-memory",
+        networkMode="awsvpc",
+        requiresCompatibilities=["FARGATE"],
+        cpu="256",
+        memory="512",
+        containerDefinitions=[{"name": "trainer", "image": "x", "essential": True}],
+    )["taskDefinition"]["taskDefinitionArn"]
+    network = {"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": [group], "assignPublicIp": "DISABLED"}}
+    (task,) = ecs.run_task(
+        cluster=cluster, taskDefinition=definition, launchType="FARGATE", networkConfiguration=network
+    )["tasks"]
+    (described,) = ecs.describe_tasks(cluster=cluster, tasks=[task["taskArn"]])["tasks"]
+    assert described["taskDefinitionArn"] == definition

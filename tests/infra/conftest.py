@@ -30,6 +30,10 @@ def stacks() -> Iterator[dict[str, Synth]]:
         certificate_arn=CERTIFICATE,
         domain_name="recs.example.com",
         state_backend=StateBackend(bucket="acme-tf-state", key="recsys/https.tfstate", region="eu-west-1"),
+        # The switches a user may turn: scheduled training off, WAF on outside prod.
+        training_schedule=None,
+        waf=True,
+        waf_rate_limit=500,
     )
     app = Testing.app()
     built = {config.name: RecsysStack(app, config) for config in (dev, prod, https)}

@@ -44,9 +44,14 @@ def policy_documents(stack: Synth) -> list[dict[str, Any]]:
     return docs
 
 
-def containers(stack: Synth) -> dict[str, dict[str, Any]]:
-    """The task definition's container definitions, by container name."""
-    task = only(stack, "aws_ecs_task_definition")
+def serving_task(stack: Synth) -> dict[str, Any]:
+    """The serving task definition (the stack also holds the training task's)."""
+    return named(stack, "aws_ecs_task_definition", "task_task-definition")
+
+
+def containers(stack: Synth, task: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """A task definition's container definitions (the serving one's by default), by container name."""
+    task = task if task is not None else serving_task(stack)
     return {c["name"]: c for c in json.loads(task["container_definitions"])}
 
 

@@ -21,6 +21,14 @@ def test_alb_drops_bad_headers_mitigates_desync_and_logs_access(dev: Synth) -> N
     assert lb["idle_timeout"] < KEEPALIVE_TIMEOUT_SECONDS
 
 
+def test_alb_is_created_after_the_access_log_bucket_policy(dev: Synth) -> None:
+    # Enabling access logs makes ELB write a test object at once; without the policy it fails with Access Denied.
+    # https://docs.aws.amazon.com/elasticloadbalancing/latest/application/enable-access-logging.html
+    policies = [k for k in resources(dev, "aws_s3_bucket_policy") if "alb-logs" in k]
+    assert len(policies) == 1
+    assert f"aws_s3_bucket_policy.{policies[0]}" in only(dev, "aws_lb").get("depends_on", [])
+
+
 def test_deletion_protection_only_in_prod(dev: Synth, prod: Synth) -> None:
     assert only(dev, "aws_lb")["enable_deletion_protection"] is False
     assert only(prod, "aws_lb")["enable_deletion_protection"] is True

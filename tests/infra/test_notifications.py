@@ -2,7 +2,7 @@
 
 import json
 
-from tests.infra.helpers import Synth, only, ref, resources
+from tests.infra.helpers import Synth, named, only, ref, resources
 
 
 def test_topic_is_kms_encrypted_and_publishable_by_eventbridge_and_cloudwatch(dev: Synth) -> None:
@@ -12,6 +12,20 @@ def test_topic_is_kms_encrypted_and_publishable_by_eventbridge_and_cloudwatch(de
     publish = next(s for s in doc["Statement"] if s["Sid"] == "EventsAndAlarmsPublish")
     assert sorted(publish["Principal"]["Service"]) == ["cloudwatch.amazonaws.com", "events.amazonaws.com"]
     assert "aws:SourceAccount" in publish["Condition"]["StringEquals"]
+
+
+def test_key_lets_eventbridge_and_alarms_publish_without_unsupported_conditions(dev: Synth) -> None:
+    # SNS: aws:SourceAccount / aws:SourceArn are not supported in the key policy statement for service principals
+    # publishing to encrypted topics; with them EventBridge deliveries fail (FailedInvocations).
+    # https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html
+    key = json.loads(named(dev, "aws_kms_key", "notifications_key")["policy"])
+    by_service = {
+        s["Principal"]["Service"]: s for s in key["Statement"] if isinstance(s.get("Principal", {}).get("Service"), str)
+    }
+    for service in ("events.amazonaws.com", "cloudwatch.amazonaws.com"):
+        grant = by_service[service]
+        assert "Condition" not in grant, grant
+        assert grant["Action"] == ["kms:Decrypt", "kms:GenerateDataKey"]
 
 
 def test_alert_emails_subscribe_to_the_topic(dev: Synth, prod: Synth) -> None:
@@ -45,7 +59,7 @@ def test_failed_deployments_impaired_services_and_crashed_tasks_are_reported(dev
 
 def test_every_rule_sends_one_readable_line_to_the_topic(dev: Synth) -> None:
     targets = list(resources(dev, "aws_cloudwatch_event_target").values())
-    assert len(targets) == 3
+    assert len(targets) == 5  # deployment, service, task crash; training failed, training not started
     for target in targets:
         assert target["arn"] == ref(dev, "aws_sns_topic", "topic", "arn")
         transformer = target["input_transformer"]
@@ -66,3 +80,12 @@ def test_alarms_watch_5xx_p99_and_missing_tasks_and_notify(dev: Synth) -> None:
     assert "desired - running" in expressions
     topic = ref(dev, "aws_sns_topic", "topic", "arn")
     assert all(a["alarm_actions"] == [topic] for a in alarms.values())
+
+
+def test_missing_tasks_alarm_does_not_page_before_the_service_reports(dev: Synth) -> None:
+    # No Container Insights data exists until the first tasks report; a crash loop still reports RunningTaskCount.
+    # https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/AlarmThatSendsEmail.html#alarms-and-missing-data
+    alarm = next(
+        a for a in resources(dev, "aws_cloudwatch_metric_alarm").values() if a["alarm_name"].endswith("below-desired")
+    )
+    assert alarm["treat_missing_data"] == "notBreaching"

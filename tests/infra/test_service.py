@@ -52,7 +52,7 @@ def test_apply_fails_when_ecs_rolled_the_deployment_back(dev: Synth) -> None:
     service = only(dev, "aws_ecs_service")
     assert service["wait_for_steady_state"] is True
     [postcondition] = service["lifecycle"]["postcondition"]
-    task = next(iter(resources(dev, "aws_ecs_task_definition")))
+    task = next(k for k in resources(dev, "aws_ecs_task_definition") if "task_task-definition" in k)
     assert postcondition["condition"] == f"${{self.task_definition == aws_ecs_task_definition.{task}.arn}}"
     assert "rolled this deployment back" in postcondition["error_message"]
 

@@ -23,19 +23,23 @@ def test_a_mount_target_in_every_protected_subnet(prod: Synth) -> None:
     assert {t["subnet_id"] for t in targets} == protected
 
 
-def test_nfs_is_admitted_only_from_the_task_security_group(dev: Synth) -> None:
+def test_nfs_is_admitted_only_from_the_serving_and_training_task_groups(dev: Synth) -> None:
     efs_sg = ref(dev, "aws_security_group", "storage_sg")
     rules = [
         r for r in resources(dev, "aws_vpc_security_group_ingress_rule").values() if r["security_group_id"] == efs_sg
     ]
-    assert len(rules) == 1
-    assert (rules[0]["from_port"], rules[0]["to_port"], rules[0]["ip_protocol"]) == (2049, 2049, "tcp")
-    assert rules[0]["referenced_security_group_id"] == ref(dev, "aws_security_group", "security-groups_tasks")
-    assert "cidr_ipv4" not in rules[0]
+    assert len(rules) == 2
+    for rule in rules:
+        assert (rule["from_port"], rule["to_port"], rule["ip_protocol"]) == (2049, 2049, "tcp")
+        assert "cidr_ipv4" not in rule
+    assert {r["referenced_security_group_id"] for r in rules} == {
+        ref(dev, "aws_security_group", "security-groups_tasks"),
+        ref(dev, "aws_security_group", "security-groups_training"),
+    }
 
 
 def test_access_point_roots_at_models_as_the_app_user(dev: Synth) -> None:
-    ap = only(dev, "aws_efs_access_point")
+    ap = named(dev, "aws_efs_access_point", "storage_access-point")
     assert ap["root_directory"]["path"] == "/models"
     assert ap["posix_user"] == {"uid": APP_UID, "gid": APP_GID}
     creation = ap["root_directory"]["creation_info"]

@@ -1,6 +1,8 @@
 """The Fargate task: app + FireLens router, read-only EFS model mount, least-privilege roles."""
 
+import configparser
 import posixpath
+from pathlib import Path
 
 import botocore.session
 from botocore.validate import ParamValidator
@@ -12,15 +14,22 @@ from api.contract import (
     CONTAINER_MODEL_DIR,
     MODEL_DIR_ENV,
     SHUTDOWN_GRACE_SECONDS,
+    WORKER_MERCY_SECONDS,
     WRITABLE_PATHS,
 )
 from modules.router_contract import ROUTER
 from tests.infra.conftest import IMAGE_TAG
-from tests.infra.helpers import Synth, containers, only, ref, role_policy
+from tests.infra.helpers import Synth, containers, ref, role_policy, serving_task
+
+ROOT = Path(__file__).resolve().parents[2]
+UWSGI_INI = ROOT / "api" / "uwsgi.ini"
+# ECS Exec's SSM agent writes here; with a read-only root these must be volumes too (root-owned is fine: the agent
+# runs as root).
+EXEC_AGENT_PATHS = {"/var/lib/amazon", "/var/log/amazon"}
 
 
 def test_fargate_task_size_platform_and_network_mode(dev: Synth) -> None:
-    task = only(dev, "aws_ecs_task_definition")
+    task = serving_task(dev)
     assert (task["cpu"], task["memory"]) == ("2048", "4096")
     assert task["requires_compatibilities"] == ["FARGATE"]
     assert task["network_mode"] == "awsvpc"
@@ -50,22 +59,36 @@ def test_app_listens_on_the_contract_port_and_finds_its_model(dev: Synth) -> Non
     assert "APP_BIND" not in {e["name"] for e in app["environment"]}
 
 
-def test_models_are_mounted_read_only_and_only_declared_paths_are_writable(dev: Synth) -> None:
+def test_models_are_mounted_read_only_and_exactly_the_contract_paths_are_writable(dev: Synth) -> None:
     app = containers(dev)[ROUTER.app_container_name]
     mounts = {m["containerPath"]: m for m in app["mountPoints"]}
     assert mounts[CONTAINER_MODEL_DIR]["readOnly"] is True
     writable = {path for path, m in mounts.items() if not m["readOnly"]}
-    assert set(WRITABLE_PATHS) <= writable
-    assert writable - set(WRITABLE_PATHS) == {"/var/lib/amazon", "/var/log/amazon"}  # ECS Exec agent
+    assert writable == set(WRITABLE_PATHS) | EXEC_AGENT_PATHS
+
+
+def test_every_writable_path_is_a_task_scoped_bind_volume(dev: Synth) -> None:
+    # A Fargate bind mount without a host path is task storage: an empty root-owned 0755 directory unless the image
+    # declares a VOLUME there (then the image's content, owner and mode are copied in). The image side (VOLUME
+    # owned by APP_UID) is held by the image tests; here every contract path must be such a volume.
+    # https://docs.aws.amazon.com/AmazonECS/latest/developerguide/bind-mounts.html
+    task = serving_task(dev)
+    volumes = {v["name"]: v for v in task["volume"]}
+    app = containers(dev)[ROUTER.app_container_name]
+    source = {m["containerPath"]: m["sourceVolume"] for m in app["mountPoints"]}
+    for path in WRITABLE_PATHS:
+        assert path in source, f"{path} (api.contract.WRITABLE_PATHS) is not mounted in the app container"
+        volume = volumes[source[path]]
+        assert set(volume) == {"name"}, f"{path}: expected a plain bind volume, got {volume}"
 
 
 def test_efs_volume_uses_tls_the_access_point_and_iam(dev: Synth) -> None:
-    volumes = {v["name"]: v for v in only(dev, "aws_ecs_task_definition")["volume"]}
+    volumes = {v["name"]: v for v in serving_task(dev)["volume"]}
     efs = volumes["models"]["efs_volume_configuration"]
     assert efs["file_system_id"] == ref(dev, "aws_efs_file_system", "file-system")
     assert efs["transit_encryption"] == "ENABLED"
     assert efs["authorization_config"] == {
-        "access_point_id": ref(dev, "aws_efs_access_point", "access-point"),
+        "access_point_id": ref(dev, "aws_efs_access_point", "storage_access-point"),
         "iam": "ENABLED",
     }
 
@@ -83,8 +106,41 @@ def test_app_health_check_probes_liveness_after_the_model_load(dev: Synth) -> No
     assert check["timeout"] < check["interval"]
 
 
-def test_stop_timeout_leaves_room_for_graceful_shutdown(dev: Synth) -> None:
-    assert containers(dev)[ROUTER.app_container_name]["stopTimeout"] > SHUTDOWN_GRACE_SECONDS
+def uwsgi_mercies() -> list[int]:
+    ini = configparser.ConfigParser(strict=False, interpolation=None, comment_prefixes=(";", "#"))
+    ini.read_string(UWSGI_INI.read_text())
+    return [int(ini["uwsgi"][key]) for key in ("reload-mercy", "worker-reload-mercy")]
+
+
+def test_uwsgi_worker_mercy_is_the_contract_value() -> None:
+    assert max(uwsgi_mercies()) <= WORKER_MERCY_SECONDS, "raise WORKER_MERCY_SECONDS in api/contract.py too"
+
+
+def test_app_stop_timeout_covers_the_drain_and_the_worker_mercy(dev: Synth) -> None:
+    # Fargate sends SIGKILL when stopTimeout ends (default 30 s, at most 120 s):
+    # https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_ContainerDefinition.html
+    # The drain of queued requests is bounded by SHUTDOWN_GRACE_SECONDS, then each worker gets its mercy.
+    stop_timeout = containers(dev)[ROUTER.app_container_name]["stopTimeout"]
+    worst_case = SHUTDOWN_GRACE_SECONDS + max(uwsgi_mercies())
+    assert worst_case < stop_timeout <= 120
+
+
+def test_router_outlives_its_drain_grace_and_exit(dev: Synth) -> None:
+    # The router's own stop (entrypoint hold, Fluent Bit's Grace, exit) is logging/contract.json's
+    # min_stop_timeout_seconds, which tests/logging holds to the entrypoint and extra.conf.
+    router = containers(dev)["log-router"]
+    assert ROUTER.min_stop_timeout_seconds < router["stopTimeout"] <= 120
+    assert ROUTER.min_stop_timeout_seconds >= ROUTER.drain_timeout_seconds + ROUTER.grace_seconds
+
+
+def test_app_log_delivery_is_non_blocking_with_a_sized_buffer(dev: Synth) -> None:
+    # Chosen on purpose (issue 16): a stalled router must not block the workers' stdout writes. Since June 2025
+    # ECS defaults to non-blocking unless the account setting says otherwise; the task definition pins it.
+    # https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_LogConfiguration.html
+    options = containers(dev)[ROUTER.app_container_name]["logConfiguration"]["options"]
+    assert options["mode"] == "non-blocking"
+    size = options["max-buffer-size"]
+    assert size.endswith("m") and 4 <= int(size[:-1]) <= 256, size
 
 
 def test_router_is_a_firelens_fluent_bit_with_our_baked_config(dev: Synth) -> None:
@@ -121,7 +177,7 @@ def test_router_own_logs_go_to_its_group_through_awslogs(dev: Synth) -> None:
 
 
 def test_execution_role_pulls_only_our_images_and_writes_only_router_logs(dev: Synth) -> None:
-    statements = {s["Sid"]: s for s in role_policy(dev, "execution-policy")}
+    statements = {s["Sid"]: s for s in role_policy(dev, "task_execution-policy")}
     assert statements["PullOurImages"]["Resource"] == [
         ref(dev, "aws_ecr_repository", "registry_app", "arn"),
         ref(dev, "aws_ecr_repository", "registry_log-router", "arn"),
@@ -132,20 +188,30 @@ def test_execution_role_pulls_only_our_images_and_writes_only_router_logs(dev: S
 
 
 def test_task_role_mounts_only_through_the_access_point(dev: Synth) -> None:
-    mount = next(s for s in role_policy(dev, "task-policy") if s["Sid"] == "MountModelsThroughAccessPoint")
+    mount = next(s for s in role_policy(dev, "task_task-policy") if s["Sid"] == "MountModelsThroughAccessPoint")
     assert mount["Action"] == ["elasticfilesystem:ClientMount"]  # no ClientWrite: the mount is read-only
     assert mount["Condition"] == {
-        "StringEquals": {"elasticfilesystem:AccessPointArn": ref(dev, "aws_efs_access_point", "access-point", "arn")}
+        "StringEquals": {
+            "elasticfilesystem:AccessPointArn": ref(dev, "aws_efs_access_point", "storage_access-point", "arn")
+        }
     }
 
 
 def test_task_role_writes_errors_to_its_group_and_app_logs_under_the_prefix_only(dev: Synth) -> None:
-    statements = {s["Sid"]: s for s in role_policy(dev, "task-policy")}
+    statements = {s["Sid"]: s for s in role_policy(dev, "task_task-policy")}
     error_group = ref(dev, "aws_cloudwatch_log_group", "logs_errors", "arn")
     assert statements["RouterWritesErrors"]["Resource"] == [error_group, f"{error_group}:log-stream:*"]
     bucket = ref(dev, "aws_s3_bucket", "app-logs", "arn")
     assert statements["RouterWritesAppLogs"]["Resource"] == [f"{bucket}/{ROUTER.s3_prefix}*"]
     assert statements["RouterWritesAppLogs"]["Action"] == ["s3:PutObject"]
+
+
+def test_ecs_exec_audit_can_find_and_write_its_streams(dev: Synth) -> None:
+    # https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs-exec.html (IAM permissions for logging)
+    audit = next(s for s in role_policy(dev, "task_task-policy") if s["Sid"] == "EcsExecAudit")
+    group = ref(dev, "aws_cloudwatch_log_group", "exec-audit", "arn")
+    assert audit["Action"] == ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"]
+    assert audit["Resource"] == [group, f"{group}:log-stream:*"]
 
 
 def test_star_resources_appear_only_where_aws_offers_nothing_narrower(dev: Synth) -> None:
@@ -157,7 +223,14 @@ def test_star_resources_appear_only_where_aws_offers_nothing_narrower(dev: Synth
         "ssmmessages:OpenControlChannel",
         "ssmmessages:OpenDataChannel",
     }
-    for fragment in ("execution-policy", "task-policy", "flow-log-policy"):
+    for fragment in (
+        "task_execution-policy",
+        "task_task-policy",
+        "training_execution-policy",
+        "training_task-policy",
+        "scheduler-policy",
+        "flow-log-policy",
+    ):
         for statement in role_policy(dev, fragment):
             if "*" in statement["Resource"]:
                 assert set(statement["Action"]) <= allowed, statement

@@ -61,6 +61,8 @@ def start(
     env = {
         **os.environ,
         "APP_BIND": f"{LOOPBACK}:{port}",
+        # The workers' loopback port and the fastrouter's socket name (uwsgi.ini): servers side by side share neither.
+        "APP_INSTANCE": str(free_port()),
         WORKERS_ENV: str(workers),
         MODEL_DIR_ENV: str(model_dir),
         **(extra_env or {}),
@@ -123,8 +125,15 @@ def kill(server: Uwsgi) -> None:
 
 
 @contextmanager
-def running(model_dir: Path, log: Path, *, module: str | None = None, workers: int = 2) -> Iterator[Uwsgi]:
-    server = start(model_dir, log, module=module, workers=workers)
+def running(
+    model_dir: Path,
+    log: Path,
+    *,
+    module: str | None = None,
+    workers: int = 2,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[Uwsgi]:
+    server = start(model_dir, log, module=module, workers=workers, extra_env=extra_env)
     try:
         wait_until_answers(server)
         yield server

@@ -1,0 +1,47 @@
+"""The project-local podman set-up (no engine needed)."""
+
+import re
+import tomllib
+
+import pytest
+
+from tools.images import podman
+
+
+def test_containers_conf_ulimits_are_the_ones_checked_against_the_host() -> None:
+    conf = tomllib.loads((podman.CONFIG_DIR / "containers.conf").read_text())
+    limits = {}
+    for item in conf["containers"]["default_ulimits"]:
+        match = re.fullmatch(r"(\w+)=(\d+):(\d+)", item)
+        assert match, item
+        limits[match[1]] = (int(match[2]), int(match[3]))
+    assert limits == {name: (value, value) for name, (_, value) in podman.DEFAULT_ULIMITS.items()}
+
+
+def test_containers_conf_picks_runc_file_locks_and_no_systemd() -> None:
+    engine = tomllib.loads((podman.CONFIG_DIR / "containers.conf").read_text())["engine"]
+    assert (engine["runtime"], engine["cgroup_manager"], engine["lock_type"]) == ("runc", "cgroupfs", "file")
+
+
+def test_every_podman_call_uses_the_checkouts_own_storage_and_configuration() -> None:
+    args = podman.command("images")
+    assert args[0] == "podman" and args[-1] == "images"
+    for flag in ("--root", "--runroot", "--tmpdir"):
+        assert args[args.index(flag) + 1].startswith(str(podman.STATE_DIR))
+    env = podman.environment()
+    assert env["CONTAINERS_CONF"] == str(podman.CONFIG_DIR / "containers.conf")
+    assert env["CONTAINERS_REGISTRIES_CONF"] == str(podman.CONFIG_DIR / "registries.conf")
+
+
+def test_not_root_is_one_line_naming_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    with pytest.raises(podman.PodmanUnavailableError, match=r"^not root: .*run `make image-test` as root$"):
+        podman.ensure_available(install=False)
+
+
+def test_missing_tools_without_apt_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    with pytest.raises(podman.PodmanUnavailableError, match="missing podman, runc and apt-get could not") as error:
+        podman.ensure_available(install=True, standin=False)
+    assert "\n" not in str(error.value)
