@@ -132,3 +132,11 @@ def test_an_item_item_version_copied_next_to_an_als_one_loads_after_the_switch(
     shutil.copytree(item_item_copy, als_copy.parent / "ii1")
     switch_current(als_copy.parent, "ii1")
     assert load_model(als_copy.parent).family == "item_item"
+
+
+def test_zero_factors_are_accepted_for_item_item_only(item_item_copy: Path, als_copy: Path) -> None:
+    assert load_model(item_item_copy.parent).manifest["factors"] == 0
+    edit_manifest(als_copy, lambda manifest: manifest.update(factors=0))
+    error = refused(als_copy)
+    assert error.path == als_copy / MANIFEST_NAME
+    assert "factors 0 is not a whole number >= 1" in error.problem
