@@ -108,7 +108,16 @@ class Timing:
 class LocalDeployment:
     """One stack folder applied to one moto_server. The steps raise DeployStepError; nothing here stops moto."""
 
-    def __init__(self, stack_dir: Path, endpoint: str, logs: Path, progress: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        stack_dir: Path,
+        endpoint: str,
+        logs: Path,
+        progress: Callable[[str], None] = print,
+        ca_bundle: Path | None = None,
+    ) -> None:
+        """`ca_bundle`: moto's certificate when it serves HTTPS; Terraform and the AWS CLI trust it."""
+        self.ca_bundle = ca_bundle
         self.stack_dir = stack_dir
         self.endpoint = endpoint
         self.logs = logs
@@ -132,6 +141,8 @@ class LocalDeployment:
             no_proxy="127.0.0.1,localhost",
             TF_IN_AUTOMATION="1",
         )
+        if self.ca_bundle is not None:
+            env["AWS_CA_BUNDLE"] = str(self.ca_bundle)  # the bootstrap's AWS CLI, the upload's, the provider
         return env
 
     def terraform(
@@ -159,7 +170,7 @@ class LocalDeployment:
         return result
 
     def init(self) -> None:
-        emulator.write_override(self.stack_dir, self.endpoint)
+        emulator.write_override(self.stack_dir, self.endpoint, self.ca_bundle)
         self.terraform("init", "init", "-input=false", "-no-color")
 
     def apply(self, targets: list[str] | None = None) -> None:
@@ -216,12 +227,13 @@ SYNTHETIC_ARGS = ["--users", "200", "--items", "100", "--segments", "4"]
 NOT_IN_STEP_1 = ("aws_ecs_service", "aws_ecs_task_definition", "terraform_data")
 
 
-def _moto_client(endpoint: str, region: str, service: str) -> Any:
+def _moto_client(endpoint: str, region: str, service: str, ca_bundle: Path | None) -> Any:
     import boto3
 
     return boto3.client(
         service,
         endpoint_url=endpoint,
+        verify=str(ca_bundle) if ca_bundle else None,
         region_name=region,
         aws_access_key_id=emulator.FAKE_ACCESS_KEY,
         aws_secret_access_key=emulator.FAKE_SECRET_KEY,
@@ -273,7 +285,7 @@ def first_deploy_steps_1_and_2(
     region = stack_region(stack)
 
     def client(service: str) -> Any:
-        return _moto_client(deployment.endpoint, region, service)
+        return _moto_client(deployment.endpoint, region, service, deployment.ca_bundle)
 
     repositories = [r["repositoryName"] for r in client("ecr").describe_repositories()["repositories"]]
     buckets = [b["Name"] for b in client("s3").list_buckets()["Buckets"]]
@@ -319,10 +331,13 @@ def _upload(deployment: LocalDeployment, path: Path, uri: str, *, region: str) -
         import boto3
 
         bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-        _moto_client(deployment.endpoint, region, "s3").upload_file(str(path), bucket, prefix + path.name)
+        _moto_client(deployment.endpoint, region, "s3", deployment.ca_bundle).upload_file(
+            str(path), bucket, prefix + path.name
+        )
         return f"boto3 {boto3.__version__} (no AWS CLI on this machine)"
-    # The CLI reads moto's address from AWS_ENDPOINT_URL (set in deployment.env, as for the bootstrap run); an
-    # empty config file keeps a user's ~/.aws profiles and endpoints out of it.
+    # The CLI reads moto's address from AWS_ENDPOINT_URL and its certificate from AWS_CA_BUNDLE (deployment.env, as
+    # for the bootstrap run); a config file of our own keeps a user's ~/.aws profiles out, and path-style addressing
+    # keeps the bucket name out of the host name (127.0.0.1 has no subdomains).
     config = deployment.logs / "aws-config"
     config.write_text("[default]\ns3 =\n    addressing_style = path\n")
     env = dict(deployment.env, AWS_DEFAULT_REGION=region, AWS_CONFIG_FILE=str(config))
@@ -353,7 +368,7 @@ def first_deploy_report(
     region = outputs["training_task_definition_arn"].split(":")[3]
 
     def client(service: str) -> Any:
-        return _moto_client(moto.url, region, service)
+        return _moto_client(moto.url, region, service, moto.ca_bundle)
 
     task = client("ecs").describe_task_definition(taskDefinition=outputs["training_task_definition_arn"])
     definition = task["taskDefinition"]
@@ -463,21 +478,30 @@ def deploy(keep: bool) -> int:
                 logs / "moto_server.log",
                 recording_path=WORKDIR / "moto-requests.jsonl",
                 ecs_running_tasks=emulator.ecs_running_tasks(stack),
+                tls_dir=WORKDIR / "tls",
             )
             moto.start()
             say(f"moto_server: listening on {moto.url} (log {moto.log_path.relative_to(ROOT)})")
-            deployment = LocalDeployment(stack_dir, moto.url, logs, say)
+            deployment = LocalDeployment(stack_dir, moto.url, logs, say, ca_bundle=moto.ca_bundle)
             deployment.init()
             _first_deploy(moto, deployment, stack)
             check_second_plan(deployment.second_plan(), say)
             if keep:
                 assert moto.process is not None
                 SESSION_FILE.write_text(
-                    json.dumps({"pgid": moto.process.pid, "endpoint": moto.url, "stack_dir": str(stack_dir)})
+                    json.dumps(
+                        {
+                            "pgid": moto.process.pid,
+                            "endpoint": moto.url,
+                            "stack_dir": str(stack_dir),
+                            "ca_bundle": str(moto.ca_bundle),
+                        }
+                    )
                 )
                 keep_running = True
                 say(f"kept: moto_server pid {moto.process.pid} on {moto.url}; try")
-                say(f"  AWS_ENDPOINT_URL={moto.url} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \\")
+                say(f"  AWS_ENDPOINT_URL={moto.url} AWS_CA_BUNDLE={moto.ca_bundle} \\")
+                say("  AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \\")
                 say("  AWS_DEFAULT_REGION=eu-west-1 aws ecs list-clusters")
                 say("then `make destroy-local` destroys the stack and stops moto_server")
             else:
@@ -512,7 +536,11 @@ def destroy() -> int:
                 say("moto_server of the kept deployment is gone, and its resources with it; cleaning up")
                 return 0
             deployment = LocalDeployment(
-                Path(session["stack_dir"]), session["endpoint"], WORKDIR / "logs" / "destroy", say
+                Path(session["stack_dir"]),
+                session["endpoint"],
+                WORKDIR / "logs" / "destroy",
+                say,
+                ca_bundle=Path(session["ca_bundle"]) if session.get("ca_bundle") else None,
             )
             deployment.destroy()
             say("destroy: done")

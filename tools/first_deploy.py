@@ -6,8 +6,8 @@ README, docs/deploy.md, the deploy workflow and `make deploy-local` (tools/deplo
 here, so the documented command and the emulated one cannot drift apart. Standard library only: a user runs it
 with any Python 3 before any environment exists.
 
-The list is every image repository and bucket of the stack with everything that configures them (encryption,
-public access block, TLS-only policy, versioning, ownership, lifecycle), so the first interaction file lands in a
+The list is every image repository and bucket of the stack with what protects them (encryption, public access
+block, TLS-only policy, versioning, ownership), so the first interaction file lands in a
 bucket that is already locked down, never in a bare one. Terraform adds what they reference (the KMS keys) by
 itself (https://developer.hashicorp.com/terraform/cli/commands/plan#resource-targeting).
 """
@@ -18,17 +18,17 @@ from pathlib import Path
 from typing import Any
 
 # Resource types created by step 1. Each one references only the repository or bucket it configures, a KMS key
-# or a data source, so targeting them pulls in nothing that needs an image or the interaction data.
+# or a data source, so targeting them pulls in nothing that needs an image or the interaction data. Lifecycle rules
+# (ECR and S3) only expire things later: they wait for step 3, which keeps step 1 short (the provider waits for an
+# S3 lifecycle configuration to read back the same, 55 s against moto).
 FIRST_TYPES = (
     "aws_ecr_repository",
-    "aws_ecr_lifecycle_policy",
     "aws_s3_bucket",
     "aws_s3_bucket_server_side_encryption_configuration",
     "aws_s3_bucket_public_access_block",
     "aws_s3_bucket_ownership_controls",
     "aws_s3_bucket_policy",
     "aws_s3_bucket_versioning",
-    "aws_s3_bucket_lifecycle_configuration",
 )
 STACK_FILE = "cdk.tf.json"
 
