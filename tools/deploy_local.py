@@ -15,6 +15,7 @@ running (its pid and port are in .cache/deploy-local/session.json) until `make d
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -221,7 +222,7 @@ def check_second_plan(changes: list[emulator.Change], progress: Callable[[str], 
 
 ECS_TARGET = "AmazonEC2ContainerServiceV20141113."
 INTERACTIONS_FILE = "interactions.parquet"  # the file name docs/deploy.md step 2 uploads
-# Small enough for moto's request recording (it keeps every request body), big enough to be a real trainer input.
+# The trainer's format from its own generator; small, because moto's request recording keeps every request body.
 SYNTHETIC_ARGS = ["--users", "200", "--items", "100", "--segments", "4"]
 # Step 1 must not create anything that needs an image or the interaction data.
 NOT_IN_STEP_1 = ("aws_ecs_service", "aws_ecs_task_definition", "terraform_data")
@@ -338,6 +339,7 @@ def _upload(deployment: LocalDeployment, path: Path, uri: str, *, region: str) -
     # The CLI reads moto's address from AWS_ENDPOINT_URL and its certificate from AWS_CA_BUNDLE (deployment.env, as
     # for the bootstrap run); a config file of our own keeps a user's ~/.aws profiles out, and path-style addressing
     # keeps the bucket name out of the host name (127.0.0.1 has no subdomains).
+    deployment.logs.mkdir(parents=True, exist_ok=True)
     config = deployment.logs / "aws-config"
     config.write_text("[default]\ns3 =\n    addressing_style = path\n")
     env = dict(deployment.env, AWS_DEFAULT_REGION=region, AWS_CONFIG_FILE=str(config))
@@ -346,9 +348,11 @@ def _upload(deployment: LocalDeployment, path: Path, uri: str, *, region: str) -
     result = run_logged("upload", [aws, "s3", "cp", str(path), uri], cwd=ROOT, env=env, log=log, timeout=120)
     if result.returncode != 0:
         raise DeployStepError("upload", f"aws s3 cp exited with {result.returncode}:\n{_tail(log)}", log)
-    version = run_logged("upload", [aws, "--version"], cwd=ROOT, env=env, log=log.with_name("aws-version.log"),
-                         timeout=60, capture=True)  # fmt: skip
-    return (version.stdout or version.stderr).strip().split(" ")[0] or "the AWS CLI"
+    version = run_logged(
+        "upload", [aws, "--version"], cwd=ROOT, env=env, log=log.with_name("aws-version.log"), timeout=60, capture=True
+    )
+    found = re.search(r"aws-cli/\S+", version.stdout + version.stderr)  # v1 printed it on stderr
+    return found.group(0) if found else "the AWS CLI"
 
 
 def _first_index(entries: list[dict[str, Any]], match: Callable[[dict[str, Any]], bool]) -> int | None:

@@ -6,14 +6,19 @@ tests hold the command line that users type and the list's rules, without a synt
 
 import json
 import re
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
+from tools import deploy_local
 from tools.first_deploy import FIRST_TYPES, FirstDeployError, main, targets
+from tools.moto_server import MotoServer
 from tools.terraform import ROOT
 
 STACK: dict[str, Any] = {
@@ -78,3 +83,48 @@ def test_documented_step_1_takes_its_targets_from_the_tool(document: str) -> Non
     assert STEP_1_COMMAND in text
     # no second, hand-written list of target types next to it
     assert not re.search(r'"aws_ecr_repository",\s*"aws_s3_bucket"', text)
+
+
+@pytest.fixture(scope="module")
+def tls_only_data_bucket(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[MotoServer, str]]:
+    """A moto on HTTPS with a bucket whose policy refuses requests without TLS, as the stack's data bucket."""
+    work = tmp_path_factory.mktemp("upload")
+    server = MotoServer(work / "moto.log", tls_dir=work / "tls")
+    try:
+        server.start()
+        s3 = boto3.client(
+            "s3", endpoint_url=server.url, verify=server.verify, region_name="eu-west-1",
+            aws_access_key_id="testing", aws_secret_access_key="testing",
+        )  # fmt: skip
+        s3.create_bucket(Bucket="data", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        deny = {
+            "Effect": "Deny", "Principal": {"AWS": "*"}, "Action": ["s3:PutObject", "s3:GetObject"],
+            "Resource": ["arn:aws:s3:::data/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        }  # fmt: skip
+        s3.put_bucket_policy(Bucket="data", Policy=json.dumps({"Version": "2012-10-17", "Statement": [deny]}))
+        yield server, "s3://data/interactions/"
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("with_cli", [True, False], ids=["aws-cli", "boto3-without-cli"])
+def test_step_2_upload_lands_under_the_prefix_over_tls(
+    tls_only_data_bucket: tuple[MotoServer, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, with_cli: bool
+) -> None:
+    moto, uri = tls_only_data_bucket
+    if with_cli and shutil.which("aws") is None:
+        pytest.skip("the AWS CLI (`aws`) is not installed on this machine")
+    if not with_cli:
+        monkeypatch.setattr(shutil, "which", lambda _name: None)
+    deployment = deploy_local.LocalDeployment(tmp_path, moto.url, tmp_path / "logs", ca_bundle=moto.ca_bundle)
+    path = tmp_path / deploy_local.INTERACTIONS_FILE
+    path.write_bytes(b"user_id,item_id\nu1,i1\n" if with_cli else b"user_id,item_id\nu2,i2\n")
+    tool = deploy_local._upload(deployment, path, uri, region="eu-west-1")
+    assert tool.startswith("aws-cli/" if with_cli else "boto3 ")
+    s3 = boto3.client(
+        "s3", endpoint_url=moto.url, verify=moto.verify, region_name="eu-west-1",
+        aws_access_key_id="testing", aws_secret_access_key="testing",
+    )  # fmt: skip
+    body = s3.get_object(Bucket="data", Key=f"interactions/{path.name}")["Body"].read()
+    assert body == path.read_bytes()
