@@ -1,6 +1,8 @@
 """`make deploy-local` / `make destroy-local`: the dev stack applied to moto on loopback, the way CI applies it to AWS.
 
-    python -m tools.deploy_local deploy [--keep]   synth -> moto -> init -> apply -> outputs -> second plan -> destroy
+    python -m tools.deploy_local deploy [--keep]   synth -> moto -> init -> the documented first deploy (step 1:
+                                                   targeted apply, step 2: upload, step 3: full apply) -> outputs
+                                                   -> second plan -> destroy
     python -m tools.deploy_local destroy           destroy a kept deployment and stop its moto_server
 
 Everything happens under .cache/deploy-local/ (ignored): the dev stack is synthesized there (CDKTF_OUTDIR), never in
@@ -13,6 +15,7 @@ running (its pid and port are in .cache/deploy-local/session.json) until `make d
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -23,8 +26,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from tools import emulator
+from tools import emulator, first_deploy
 from tools.moto_server import MotoServer
 from tools.terraform import ROOT, TerraformSetupError
 from tools.terraform import environment as terraform_environment
@@ -43,6 +47,7 @@ TIMEOUTS = {
     "show": 120,
     "destroy": 600,
     "state": 60,
+    "synthetic": 120,
 }
 
 
@@ -104,7 +109,16 @@ class Timing:
 class LocalDeployment:
     """One stack folder applied to one moto_server. The steps raise DeployStepError; nothing here stops moto."""
 
-    def __init__(self, stack_dir: Path, endpoint: str, logs: Path, progress: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        stack_dir: Path,
+        endpoint: str,
+        logs: Path,
+        progress: Callable[[str], None] = print,
+        ca_bundle: Path | None = None,
+    ) -> None:
+        """`ca_bundle`: moto's certificate when it serves HTTPS; Terraform and the AWS CLI trust it."""
+        self.ca_bundle = ca_bundle
         self.stack_dir = stack_dir
         self.endpoint = endpoint
         self.logs = logs
@@ -128,6 +142,8 @@ class LocalDeployment:
             no_proxy="127.0.0.1,localhost",
             TF_IN_AUTOMATION="1",
         )
+        if self.ca_bundle is not None:
+            env["AWS_CA_BUNDLE"] = str(self.ca_bundle)  # the bootstrap's AWS CLI, the upload's, the provider
         return env
 
     def terraform(
@@ -155,11 +171,17 @@ class LocalDeployment:
         return result
 
     def init(self) -> None:
-        emulator.write_override(self.stack_dir, self.endpoint)
+        emulator.write_override(self.stack_dir, self.endpoint, self.ca_bundle)
         self.terraform("init", "init", "-input=false", "-no-color")
 
-    def apply(self) -> None:
-        self.terraform("apply", "apply", "-auto-approve", "-input=false", "-no-color")
+    def apply(self, targets: list[str] | None = None) -> None:
+        """The full apply, or with `targets` (`-target=<address>` arguments) the targeted apply of step 1."""
+        step = "apply-targets" if targets else "apply"
+        self.terraform(step, "apply", "-auto-approve", "-input=false", "-no-color", *(targets or []))
+
+    def output(self, name: str) -> str:
+        """`terraform output -raw <name>`, the way the documented commands read one output."""
+        return self.terraform(f"output-{name}", "output", "-raw", "-no-color", name, capture=True).stdout.strip()
 
     def outputs(self) -> dict[str, Any]:
         result = self.terraform("output", "output", "-json", "-no-color", capture=True)
@@ -199,22 +221,158 @@ def check_second_plan(changes: list[emulator.Change], progress: Callable[[str], 
 
 
 ECS_TARGET = "AmazonEC2ContainerServiceV20141113."
+INTERACTIONS_FILE = "interactions.parquet"  # the file name docs/deploy.md step 2 uploads
+# The trainer's format from its own generator; small, because moto's request recording keeps every request body.
+SYNTHETIC_ARGS = ["--users", "200", "--items", "100", "--segments", "4"]
+# Step 1 must not create anything that needs an image or the interaction data.
+NOT_IN_STEP_1 = ("aws_ecs_service", "aws_ecs_task_definition", "terraform_data")
 
 
-def first_deploy_report(moto: MotoServer, outputs: dict[str, Any], progress: Callable[[str], None] = print) -> None:
-    """Shows, from moto's state and its request log, that the first deploy trained before the service existed:
-    the training task definition, its writer access point, the schedule, and a RunTask of the trainer requested
-    before CreateService. Fails if the order is wrong or a piece is missing."""
+def _moto_client(endpoint: str, region: str, service: str, ca_bundle: Path | None) -> Any:
     import boto3
 
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        verify=str(ca_bundle) if ca_bundle else None,
+        region_name=region,
+        aws_access_key_id=emulator.FAKE_ACCESS_KEY,
+        aws_secret_access_key=emulator.FAKE_SECRET_KEY,
+    )
+
+
+def stack_region(stack: dict[str, Any]) -> str:
+    (provider,) = stack["provider"]["aws"]
+    region: str = provider["region"]
+    return region
+
+
+@dataclass
+class FirstDeploy:
+    """What steps 1 and 2 of the documented first deploy did, as seen in Terraform's state and in moto."""
+
+    targets: list[str]
+    state_after_step_1: list[str]
+    repositories_after_step_1: list[str]
+    buckets_after_step_1: list[str]
+    services_after_step_1: list[str]
+    upload_tool: str  # "aws-cli/<version> ..." or "boto3 <version> (no AWS CLI on this machine)"
+    interactions_uri: str  # s3://<bucket>/interactions/
+    object_key: str  # the uploaded file's key in that bucket
+    object_bytes: int
+
+    @property
+    def bucket(self) -> str:
+        return self.interactions_uri.removeprefix("s3://").split("/", 1)[0]
+
+
+def first_deploy_steps_1_and_2(
+    deployment: LocalDeployment, stack: dict[str, Any], work: Path, progress: Callable[[str], None] = print
+) -> FirstDeploy:
+    """docs/deploy.md "First deploy of an empty account", steps 1 and 2, against moto; step 3 is `apply()`.
+
+    Step 1 is the targeted apply with the list of `python3 -m tools.first_deploy targets` (the same function), and
+    must leave the repositories and buckets and no service. Step 2 cannot push images (no registry here) and says
+    so; it uploads a synthetic interaction file the way the docs do, with the AWS CLI when the machine has one.
+    """
+    targets = first_deploy.targets(stack)
+    progress(f"step 1: terraform apply of {len(targets)} targets (python3 -m tools.first_deploy targets)")
+    deployment.apply(targets)
+    state = deployment.state_addresses()
+    missing = [t.removeprefix("-target=") for t in targets if t.removeprefix("-target=") not in state]
+    early = [a for a in state if a.split(".")[0] in NOT_IN_STEP_1]
+    if missing or early:
+        raise DeployStepError("apply-targets", f"after step 1 the state misses {missing} and already holds {early}")
+    region = stack_region(stack)
+
     def client(service: str) -> Any:
-        return boto3.client(
-            service,
-            endpoint_url=moto.url,
-            region_name=outputs["training_task_definition_arn"].split(":")[3],
-            aws_access_key_id=emulator.FAKE_ACCESS_KEY,
-            aws_secret_access_key=emulator.FAKE_SECRET_KEY,
+        return _moto_client(deployment.endpoint, region, service, deployment.ca_bundle)
+
+    repositories = [r["repositoryName"] for r in client("ecr").describe_repositories()["repositories"]]
+    buckets = [b["Name"] for b in client("s3").list_buckets()["Buckets"]]
+    ecs = client("ecs")
+    services = [s for c in ecs.list_clusters()["clusterArns"] for s in ecs.list_services(cluster=c)["serviceArns"]]
+    progress(
+        f"step 1: {len(state)} resources in state: repositories {repositories}, buckets {buckets}, "
+        f"ECS services {services}"
+    )
+    if services:
+        raise DeployStepError("apply-targets", f"step 1 created ECS services {services}")
+
+    app = deployment.output("app_repository_url")
+    router = deployment.output("router_repository_url")
+    progress(
+        "step 2: images NOT pushed: this machine has no container registry (moto's ECR keeps repositories, not "
+        f"images, and runs no containers); in AWS: {app}:$IMAGE_TAG, {app}:$IMAGE_TAG-train, {router}:$IMAGE_TAG"
+    )
+    interactions = work / INTERACTIONS_FILE
+    generated = run_logged(
+        "synthetic",
+        [sys.executable, "-m", "api.training.synthetic", "--out", str(interactions), *SYNTHETIC_ARGS],
+        cwd=ROOT,
+        env=dict(os.environ),
+        log=deployment.logs / "synthetic.log",
+        timeout=TIMEOUTS["synthetic"],
+    )
+    if generated.returncode != 0:
+        raise DeployStepError("synthetic", f"exited with {generated.returncode}", deployment.logs / "synthetic.log")
+    uri = deployment.output("interactions_uri")
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    key = prefix + INTERACTIONS_FILE
+    tool = _upload(deployment, interactions, uri, region=region)
+    size = int(client("s3").head_object(Bucket=bucket, Key=key)["ContentLength"])
+    progress(f"step 2: uploaded {interactions.name} ({size} bytes) to s3://{bucket}/{key} with {tool}")
+    return FirstDeploy(targets, state, repositories, buckets, services, tool, uri, key, size)
+
+
+def _upload(deployment: LocalDeployment, path: Path, uri: str, *, region: str) -> str:
+    """`aws s3 cp <file> <interactions_uri>` as documented, or boto3's upload where no AWS CLI is installed."""
+    aws = shutil.which("aws")
+    if aws is None:
+        import boto3
+
+        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+        _moto_client(deployment.endpoint, region, "s3", deployment.ca_bundle).upload_file(
+            str(path), bucket, prefix + path.name
         )
+        return f"boto3 {boto3.__version__} (no AWS CLI on this machine)"
+    # The CLI reads moto's address from AWS_ENDPOINT_URL and its certificate from AWS_CA_BUNDLE (deployment.env, as
+    # for the bootstrap run); a config file of our own keeps a user's ~/.aws profiles out, and path-style addressing
+    # keeps the bucket name out of the host name (127.0.0.1 has no subdomains).
+    deployment.logs.mkdir(parents=True, exist_ok=True)
+    config = deployment.logs / "aws-config"
+    config.write_text("[default]\ns3 =\n    addressing_style = path\n")
+    env = dict(deployment.env, AWS_DEFAULT_REGION=region, AWS_CONFIG_FILE=str(config))
+    env["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+    log = deployment.logs / "upload.log"
+    result = run_logged("upload", [aws, "s3", "cp", str(path), uri], cwd=ROOT, env=env, log=log, timeout=120)
+    if result.returncode != 0:
+        raise DeployStepError("upload", f"aws s3 cp exited with {result.returncode}:\n{_tail(log)}", log)
+    version = run_logged(
+        "upload", [aws, "--version"], cwd=ROOT, env=env, log=log.with_name("aws-version.log"), timeout=60, capture=True
+    )
+    found = re.search(r"aws-cli/\S+", version.stdout + version.stderr)  # v1 printed it on stderr
+    return found.group(0) if found else "the AWS CLI"
+
+
+def _first_index(entries: list[dict[str, Any]], match: Callable[[dict[str, Any]], bool]) -> int | None:
+    return next((i for i, entry in enumerate(entries) if match(entry)), None)
+
+
+def first_deploy_report(
+    moto: MotoServer,
+    outputs: dict[str, Any],
+    progress: Callable[[str], None] = print,
+    uploaded: FirstDeploy | None = None,
+) -> None:
+    """Shows, from moto's state and its request log, that the first deploy trained before the service existed:
+    the training task definition, its writer access point, the schedule, and a RunTask of the trainer requested
+    before CreateService (and, given the upload of step 2, after the interaction file arrived). Fails if the order
+    is wrong or a piece is missing."""
+    region = outputs["training_task_definition_arn"].split(":")[3]
+
+    def client(service: str) -> Any:
+        return _moto_client(moto.url, region, service, moto.ca_bundle)
 
     task = client("ecs").describe_task_definition(taskDefinition=outputs["training_task_definition_arn"])
     definition = task["taskDefinition"]
@@ -230,14 +388,27 @@ def first_deploy_report(moto: MotoServer, outputs: dict[str, Any], progress: Cal
     if "training_schedule_name" in outputs:
         schedule = client("scheduler").get_schedule(Name=outputs["training_schedule_name"])
         progress(f"schedule {schedule['Name']}: {schedule['ScheduleExpression']} ({schedule['State']})")
-    targets = [entry["headers"].get("X-Amz-Target", "") for entry in moto.recorded_requests()]
-    runs = [i for i, t in enumerate(targets) if t == f"{ECS_TARGET}RunTask"]
-    creates = [i for i, t in enumerate(targets) if t == f"{ECS_TARGET}CreateService"]
-    if not runs or not creates or runs[0] > creates[0]:
+    entries = moto.recorded_requests()
+
+    def target(operation: str) -> Callable[[dict[str, Any]], bool]:
+        return lambda entry: entry["headers"].get("X-Amz-Target") == f"{ECS_TARGET}{operation}"
+
+    run = _first_index(entries, target("RunTask"))
+    create = _first_index(entries, target("CreateService"))
+    if run is None or create is None or run > create:
         raise DeployStepError(
-            "first-deploy", f"expected the bootstrap RunTask before CreateService (request #{runs} vs #{creates})"
+            "first-deploy", f"expected the bootstrap RunTask before CreateService (request #{run} vs #{create})"
         )
-    progress(f"bootstrap: RunTask was request #{runs[0]}, CreateService #{creates[0]}: trained before the service")
+    if uploaded is not None:
+        # path-style S3 (the override's s3_use_path_style, the CLI's addressing_style): PUT /<bucket>/<key>
+        path = f"/{uploaded.bucket}/{uploaded.object_key}"
+        put = _first_index(entries, lambda e: e["method"] == "PUT" and urlsplit(e["url"]).path == path)
+        if put is None or put > run:
+            raise DeployStepError(
+                "first-deploy", f"expected the upload of {path} before the bootstrap RunTask (#{put} vs #{run})"
+            )
+        progress(f"order: PutObject {path} was request #{put}, before the bootstrap RunTask")
+    progress(f"bootstrap: RunTask was request #{run}, CreateService #{create}: trained before the service")
 
 
 def synthesize(outdir: Path, log: Path, env_extra: dict[str, str] | None = None) -> Path:
@@ -279,11 +450,15 @@ def read_session() -> dict[str, Any] | None:
     return session
 
 
-def _show_outputs(moto: MotoServer, deployment: LocalDeployment) -> None:
+def _first_deploy(moto: MotoServer, deployment: LocalDeployment, stack: dict[str, Any]) -> None:
+    """The three documented steps, then the outputs and the proof of their order."""
+    uploaded = first_deploy_steps_1_and_2(deployment, stack, WORKDIR, say)
+    say("step 3: the full apply (trainer -> bootstrap run -> service)")
+    deployment.apply()
     outputs = deployment.outputs()
     for name, value in sorted(outputs.items()):
         say(f"output {name} = {json.dumps(value)}")
-    first_deploy_report(moto, outputs, say)
+    first_deploy_report(moto, outputs, say, uploaded)
 
 
 def deploy(keep: bool) -> int:
@@ -307,22 +482,30 @@ def deploy(keep: bool) -> int:
                 logs / "moto_server.log",
                 recording_path=WORKDIR / "moto-requests.jsonl",
                 ecs_running_tasks=emulator.ecs_running_tasks(stack),
+                tls_dir=WORKDIR / "tls",
             )
             moto.start()
             say(f"moto_server: listening on {moto.url} (log {moto.log_path.relative_to(ROOT)})")
-            deployment = LocalDeployment(stack_dir, moto.url, logs, say)
+            deployment = LocalDeployment(stack_dir, moto.url, logs, say, ca_bundle=moto.ca_bundle)
             deployment.init()
-            deployment.apply()
-            _show_outputs(moto, deployment)
+            _first_deploy(moto, deployment, stack)
             check_second_plan(deployment.second_plan(), say)
             if keep:
                 assert moto.process is not None
                 SESSION_FILE.write_text(
-                    json.dumps({"pgid": moto.process.pid, "endpoint": moto.url, "stack_dir": str(stack_dir)})
+                    json.dumps(
+                        {
+                            "pgid": moto.process.pid,
+                            "endpoint": moto.url,
+                            "stack_dir": str(stack_dir),
+                            "ca_bundle": str(moto.ca_bundle),
+                        }
+                    )
                 )
                 keep_running = True
                 say(f"kept: moto_server pid {moto.process.pid} on {moto.url}; try")
-                say(f"  AWS_ENDPOINT_URL={moto.url} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \\")
+                say(f"  AWS_ENDPOINT_URL={moto.url} AWS_CA_BUNDLE={moto.ca_bundle} \\")
+                say("  AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \\")
                 say("  AWS_DEFAULT_REGION=eu-west-1 aws ecs list-clusters")
                 say("then `make destroy-local` destroys the stack and stops moto_server")
             else:
@@ -357,7 +540,11 @@ def destroy() -> int:
                 say("moto_server of the kept deployment is gone, and its resources with it; cleaning up")
                 return 0
             deployment = LocalDeployment(
-                Path(session["stack_dir"]), session["endpoint"], WORKDIR / "logs" / "destroy", say
+                Path(session["stack_dir"]),
+                session["endpoint"],
+                WORKDIR / "logs" / "destroy",
+                say,
+                ca_bundle=Path(session["ca_bundle"]) if session.get("ca_bundle") else None,
             )
             deployment.destroy()
             say("destroy: done")

@@ -53,6 +53,15 @@ MOTO_PATCHES = {
         "The same RunTask then reads NetworkInterface.private_dns_name, which moto's ENI model lacks (500 again); "
         "the patch derives it as EC2 names private hosts: ip-<a-b-c-d>.<region>.compute.internal"
     ),
+    "s3 object requests under a TLS-only bucket policy (aws:SecureTransport)": (
+        "moto 5.2 evaluates only StringEquals conditions in bucket policies and treats any other condition as met, "
+        "so the stack's `Deny ... Bool aws:SecureTransport=false` statement denies every object request (403), "
+        "HTTPS or not, and the documented upload of the interactions can never succeed; a statement applies only "
+        "when its condition holds (https://docs.aws.amazon.com/IAM/latest/UserGuide/"
+        "reference_policies_elements_condition.html) and aws:SecureTransport is whether the request came over TLS "
+        "(https://repost.aws/knowledge-center/s3-bucket-policy-for-config-rule). The patch keeps such "
+        "a statement only when the request's scheme matches it; other conditions stay as moto evaluates them"
+    ),
 }
 
 
@@ -112,6 +121,59 @@ def apply_patches() -> None:
     ApplicationAutoScalingResponse.tag_resource = tag_resource  # type: ignore[attr-defined]
     ApplicationAutoScalingResponse.untag_resource = untag_resource  # type: ignore[attr-defined]
     _patch_fargate_run_task()
+    _patch_s3_secure_transport()
+
+
+SECURE_TRANSPORT = "aws:securetransport"  # condition keys are case-insensitive
+
+
+def secure_transport_applies(statement: dict[str, Any], secure: bool) -> bool | None:
+    """For a statement whose only condition is `Bool aws:SecureTransport`: whether it applies to a request over
+    TLS (`secure`) or not. None for any other statement (moto evaluates it as before)."""
+    condition = statement.get("Condition") or {}
+    if list(condition) != ["Bool"] or [k.lower() for k in condition["Bool"]] != [SECURE_TRANSPORT]:
+        return None
+    (expected,) = condition["Bool"].values()
+    values = expected if isinstance(expected, list) else [expected]
+    return str(secure).lower() in [str(v).lower() for v in values]
+
+
+def _patch_s3_secure_transport() -> None:
+    import contextvars
+
+    from moto.iam.access_control import IAMPolicy, PermissionResult
+    from moto.s3.models import FakeBucket
+    from moto.s3.responses import S3Response
+
+    secure: contextvars.ContextVar[bool | None] = contextvars.ContextVar("secure_transport", default=None)
+    key_response = S3Response.key_response
+
+    def key_response_knowing_the_scheme(self: Any, request: Any, full_url: str, headers: Any) -> Any:
+        token = secure.set(full_url.startswith("https:"))
+        try:
+            return key_response(self, request, full_url, headers)
+        finally:
+            secure.reset(token)
+
+    def get_permission(self: Any, action: str, resource: str) -> Any:
+        if self.policy is None:
+            return PermissionResult.NEUTRAL
+        document = json.loads(self.policy.decode())
+        statements = document["Statement"] if isinstance(document["Statement"], list) else [document["Statement"]]
+        over_tls = secure.get()
+        kept = []
+        for statement in statements:
+            applies = None if over_tls is None else secure_transport_applies(statement, over_tls)
+            if applies is None:
+                kept.append(statement)
+            elif applies:
+                kept.append({k: v for k, v in statement.items() if k != "Condition"})
+        if not kept:
+            return PermissionResult.NEUTRAL
+        return IAMPolicy(json.dumps({**document, "Statement": kept})).is_action_permitted(action, resource)
+
+    S3Response.key_response = key_response_knowing_the_scheme  # type: ignore[method-assign]
+    FakeBucket.get_permission = get_permission  # type: ignore[method-assign]
 
 
 def _patch_fargate_run_task() -> None:
@@ -168,6 +230,45 @@ def inject_ecs_rollback(flag: Path) -> None:
     EC2ContainerServiceBackend.update_service = update_service  # type: ignore[method-assign]
 
 
+def write_loopback_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (valid one day) and its key; the certificate is its own CA bundle.
+
+    AWS endpoints only speak HTTPS, and the stack's buckets deny requests without TLS (`aws:SecureTransport`, which
+    moto evaluates from the request's scheme): an emulator on plain HTTP would refuse the documented upload.
+    """
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "moto on 127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(HOST))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = directory / "moto-cert.pem", directory / "moto-key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.touch(mode=0o600)
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
 class MotoStartError(RuntimeError):
     """moto_server did not come up; the message names its log."""
 
@@ -182,10 +283,16 @@ class MotoServer:
         ecs_running_tasks: int = 0,
         startup_timeout: float = 60.0,
         ecs_rollback_flag: Path | None = None,
+        *,
+        tls_dir: Path | None = None,
     ) -> None:
         """`ecs_running_tasks`: the running count moto reports for every ECS service (MOTO_ECS_SERVICE_RUNNING);
         the stack's desired count, so that services waiting for a steady state reach it.
-        `ecs_rollback_flag`: while this file exists, ECS deployments "roll back" (see inject_ecs_rollback)."""
+        `ecs_rollback_flag`: while this file exists, ECS deployments "roll back" (see inject_ecs_rollback).
+        `tls_dir`: serve HTTPS with a certificate written there (`ca_bundle` for clients); plain HTTP without."""
+        self.tls_dir = tls_dir
+        self.ca_bundle: Path | None = None
+        self._tls_key: Path | None = None
         self.ecs_rollback_flag = ecs_rollback_flag
         self.log_path = log_path
         self.ecs_running_tasks = ecs_running_tasks
@@ -196,7 +303,12 @@ class MotoServer:
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"{'https' if self.tls_dir else 'http'}://{HOST}:{self.port}"
+
+    @property
+    def verify(self) -> str | bool:
+        """What clients pass as `verify` (boto3, requests): the certificate under TLS."""
+        return str(self.ca_bundle) if self.ca_bundle else True
 
     def start(self) -> "MotoServer":
         """Start and wait until it answers. It runs in its own session: it outlives this process unless stopped."""
@@ -214,12 +326,16 @@ class MotoServer:
             self.recording_path.parent.mkdir(parents=True, exist_ok=True)
             self.recording_path.write_text("")
             env.update(MOTO_ENABLE_RECORDING="true", MOTO_RECORDER_FILEPATH=str(self.recording_path))
+        tls: list[str] = []
+        if self.tls_dir is not None:
+            self.ca_bundle, self._tls_key = write_loopback_certificate(self.tls_dir)
+            tls = ["-c", str(self.ca_bundle), "-k", str(self._tls_key)]
         last_error = ""
         for _attempt in range(3):  # the port may be taken between free_port() and bind
             self.port = free_port()
             with self.log_path.open("ab") as log:
                 self.process = subprocess.Popen(
-                    [sys.executable, "-m", "tools.moto_server", "-H", HOST, "-p", str(self.port)],
+                    [sys.executable, "-m", "tools.moto_server", "-H", HOST, "-p", str(self.port), *tls],
                     cwd=ROOT,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
@@ -246,7 +362,8 @@ class MotoServer:
                 with requests.Session() as session:
                     session.trust_env = False  # never through a proxy
                     # a GET here has no effect (only POST changes moto's auth settings): a cheap liveness probe
-                    if session.get(f"{self.url}/moto-api/reset-auth", timeout=2).status_code < 500:
+                    probe = session.get(f"{self.url}/moto-api/reset-auth", timeout=2, verify=self.verify)
+                    if probe.status_code < 500:
                         return
             except requests.RequestException:
                 pass

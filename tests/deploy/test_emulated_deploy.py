@@ -1,4 +1,5 @@
-"""The dev stack applied to moto on loopback: apply -> checks through boto3 -> second plan -> destroy.
+"""The dev stack applied to moto on loopback (HTTPS) as docs/deploy.md's first deploy: step 1 (targeted apply),
+step 2 (upload of the interactions), step 3 (full apply) -> checks through boto3 -> second plan -> destroy.
 
 The stack comes from cdktf.out/stacks/recsys-dev when `make synth` wrote it after the last change to main.py or
 modules/ (as in `make test`, where validate synthesizes first); otherwise `python main.py` synthesizes it into the
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 import pytest
@@ -26,11 +28,14 @@ from api.contract import APP_PORT, CONTAINER_MODEL_DIR, READINESS_PATH
 from modules.router_contract import ROUTER
 from tools import emulator
 from tools.deploy_local import (
+    NOT_IN_STEP_1,
     STACK,
     DeployStepError,
+    FirstDeploy,
     LocalDeployment,
     check_second_plan,
     first_deploy_report,
+    first_deploy_steps_1_and_2,
     synthesize,
 )
 from tools.moto_server import MotoServer
@@ -66,11 +71,13 @@ class Deployed:
     stack: dict[str, Any]
     outputs: dict[str, Any]
     log: list[str]
+    first: FirstDeploy
 
     def client(self, service: str) -> Any:
         return boto3.client(
             service,
             endpoint_url=self.moto.url,
+            verify=self.moto.verify,
             region_name=REGION,
             aws_access_key_id=emulator.FAKE_ACCESS_KEY,
             aws_secret_access_key=emulator.FAKE_SECRET_KEY,
@@ -108,6 +115,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
         work / "moto-requests.jsonl",
         ecs_running_tasks=emulator.ecs_running_tasks(stack),
         ecs_rollback_flag=work / "ecs-rolls-back",
+        tls_dir=work / "tls",
     )
     saved = {k: os.environ.get(k) for k in ("NO_PROXY", "no_proxy")}
     os.environ.update(NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")  # boto3 never via a proxy
@@ -119,10 +127,11 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
 
     try:
         moto.start()
-        deployment = LocalDeployment(stack_dir, moto.url, logs, progress=progress)
+        deployment = LocalDeployment(stack_dir, moto.url, logs, progress=progress, ca_bundle=moto.ca_bundle)
         deployment.init()
+        first = first_deploy_steps_1_and_2(deployment, stack, work, progress)
         deployment.apply()
-        yield Deployed(deployment, moto, work, stack, deployment.outputs(), log)
+        yield Deployed(deployment, moto, work, stack, deployment.outputs(), log, first)
     finally:
         moto.stop()  # its process group: moto_server; terraform groups are stopped by each step
         for key, value in saved.items():
@@ -139,7 +148,60 @@ def test_override_points_every_service_the_stack_uses_at_loopback(deployed: Depl
     endpoints = override["provider"]["aws"][0]["endpoints"][0]
     assert emulator.services_used(deployed.stack) <= set(endpoints)
     assert set(endpoints.values()) == {deployed.moto.url}
-    assert deployed.moto.url.startswith("http://127.0.0.1:")
+    assert deployed.moto.url.startswith("https://127.0.0.1:")
+    assert override["provider"]["aws"][0]["custom_ca_bundle"] == str(deployed.moto.ca_bundle)
+
+
+def test_step_1_targets_every_repository_and_bucket_with_its_protections(deployed: Deployed) -> None:
+    resources = deployed.stack["resource"]
+    targeted = {t.removeprefix("-target=") for t in deployed.first.targets}
+    repositories = {f"aws_ecr_repository.{name}" for name in resources["aws_ecr_repository"]}
+    buckets = {f"aws_s3_bucket.{name}" for name in resources["aws_s3_bucket"]}
+    assert repositories | buckets <= targeted
+    # the first object must land in a bucket that is already encrypted, private and TLS-only
+    for kind in (
+        "aws_s3_bucket_server_side_encryption_configuration",
+        "aws_s3_bucket_public_access_block",
+        "aws_s3_bucket_policy",
+    ):
+        for bucket in buckets:
+            protecting = {
+                f"{kind}.{name}" for name, config in resources[kind].items() if f"${{{bucket}." in json.dumps(config)
+            }
+            assert protecting, f"{bucket} has no {kind}"
+            assert protecting <= targeted, f"{protecting - targeted} not in step 1"
+
+
+def test_step_1_creates_the_targets_and_no_service(deployed: Deployed) -> None:
+    first = deployed.first
+    targeted = {t.removeprefix("-target=") for t in first.targets}
+    assert targeted <= set(first.state_after_step_1)
+    # what Terraform added by itself: the KMS keys the targets are encrypted with, and data sources
+    extra = {a.split(".")[0] for a in set(first.state_after_step_1) - targeted}
+    assert extra <= {"aws_kms_key", "data"}, extra
+    assert not [a for a in first.state_after_step_1 if a.split(".")[0] in NOT_IN_STEP_1]
+    assert sorted(first.repositories_after_step_1) == sorted(
+        r["name"] for r in deployed.resources("aws_ecr_repository").values()
+    )
+    assert len(first.buckets_after_step_1) == len(deployed.resources("aws_s3_bucket"))
+    assert first.services_after_step_1 == []
+
+
+def test_step_2_uploads_the_interactions_with_the_cli_before_the_bootstrap_run(deployed: Deployed) -> None:
+    first = deployed.first
+    assert first.interactions_uri == deployed.outputs["interactions_uri"]
+    head = deployed.client("s3").head_object(Bucket=first.bucket, Key=first.object_key)
+    assert head["ContentLength"] == first.object_bytes > 0
+    assert head["ServerSideEncryption"] == "aws:kms"  # the bucket's default encryption was there before the file
+    expected_tool = "aws-cli/" if shutil.which("aws") else "boto3 "
+    assert first.upload_tool.startswith(expected_tool)
+    entries = deployed.moto.recorded_requests()
+    path = f"/{first.bucket}/{first.object_key}"
+    put = [i for i, e in enumerate(entries) if e["method"] == "PUT" and urlsplit(e["url"]).path == path]
+    run = [i for i, e in enumerate(entries) if e["headers"].get("X-Amz-Target") == f"{ECS_TARGET}RunTask"]
+    create = [i for i, e in enumerate(entries) if e["headers"].get("X-Amz-Target") == f"{ECS_TARGET}CreateService"]
+    assert put and run and create
+    assert put[0] < run[0] < create[0]
 
 
 def test_outputs(deployed: Deployed) -> None:
@@ -292,8 +354,9 @@ def test_ecs_events_reach_the_topic(deployed: Deployed) -> None:
 
 def test_first_deploy_trains_through_the_writer_access_point_before_the_service_exists(deployed: Deployed) -> None:
     lines: list[str] = []
-    first_deploy_report(deployed.moto, deployed.outputs, lines.append)
+    first_deploy_report(deployed.moto, deployed.outputs, lines.append, deployed.first)
     assert any(line.startswith("bootstrap: RunTask was request #") for line in lines), lines
+    assert any(line.startswith("order: PutObject ") for line in lines), lines
     (run,) = deployed.requests(f"{ECS_TARGET}RunTask")
     assert run["taskDefinition"] == deployed.outputs["training_task_definition_arn"]
     assert run["launchType"] == "FARGATE"

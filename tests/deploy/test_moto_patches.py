@@ -1,5 +1,6 @@
 """The emulator's moto_server: loopback only, stopped with its process group, and the operations it patches in."""
 
+import json
 import os
 import subprocess
 import sys
@@ -8,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.exceptions
 import pytest
 
-from tools.moto_server import HOST, MOTO_PATCHES, MotoServer
+from tools.moto_server import HOST, MOTO_PATCHES, MotoServer, secure_transport_applies
 from tools.testkit.processes import group_alive
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -138,3 +140,73 @@ def test_fargate_run_task_needs_only_task_level_memory(moto: MotoServer) -> None
     )["tasks"]
     (described,) = ecs.describe_tasks(cluster=cluster, tasks=[task["taskArn"]])["tasks"]
     assert described["taskDefinitionArn"] == definition
+
+
+TLS_ONLY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Sid": "DenyWithoutTls",
+            "Effect": "Deny",
+            "Principal": {"AWS": "*"},
+            "Action": ["s3:GetObject", "s3:PutObject"],
+            "Resource": ["arn:aws:s3:::tls-only", "arn:aws:s3:::tls-only/*"],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        }
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def tls_moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    work = tmp_path_factory.mktemp("moto-tls")
+    server = MotoServer(work / "moto.log", tls_dir=work / "tls")
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+def tls_only_bucket(moto: MotoServer) -> Any:
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto.url,
+        verify=moto.verify,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    s3.create_bucket(Bucket="tls-only")
+    s3.put_bucket_policy(Bucket="tls-only", Policy=json.dumps(TLS_ONLY))
+    return s3
+
+
+def test_tls_only_bucket_accepts_objects_over_https(tls_moto: MotoServer) -> None:
+    assert tls_moto.url.startswith(f"https://{HOST}:")
+    assert tls_moto.ca_bundle is not None and tls_moto.ca_bundle.is_file()
+    s3 = tls_only_bucket(tls_moto)
+    s3.put_object(Bucket="tls-only", Key="interactions/a.csv", Body=b"user_id,item_id\n")
+    assert s3.get_object(Bucket="tls-only", Key="interactions/a.csv")["Body"].read() == b"user_id,item_id\n"
+
+
+def test_tls_only_bucket_refuses_objects_over_http(moto: MotoServer) -> None:
+    s3 = tls_only_bucket(moto)
+    with pytest.raises(botocore.exceptions.ClientError) as refused:
+        s3.put_object(Bucket="tls-only", Key="interactions/a.csv", Body=b"user_id,item_id\n")
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+
+@pytest.mark.parametrize(
+    ("condition", "secure", "applies"),
+    [
+        ({"Bool": {"aws:SecureTransport": "false"}}, False, True),
+        ({"Bool": {"aws:SecureTransport": "false"}}, True, False),
+        ({"Bool": {"aws:securetransport": ["true"]}}, True, True),
+        ({"StringEquals": {"aws:SourceAccount": "1"}}, True, None),
+        ({"Bool": {"aws:SecureTransport": "false", "aws:ViaAWSService": "false"}}, True, None),
+    ],
+)
+def test_only_secure_transport_conditions_are_decided_by_the_patch(
+    condition: dict[str, Any], secure: bool, applies: bool | None
+) -> None:
+    assert secure_transport_applies({"Effect": "Deny", "Condition": condition}, secure) is applies

@@ -127,5 +127,9 @@ def test_deploy_pushes_commit_tagged_images_applies_and_fails_on_rollback() -> N
     assert job["concurrency"]["cancel-in-progress"] is False
     runs = "\n".join(s.get("run", "") for s in job["steps"])
     assert "docker push" in runs and "api/Dockerfile" in runs and "logging/Dockerfile" in runs
+    # step 1 of the first deploy: the same target list as the docs and the emulated deploy (tools/first_deploy.py)
+    step_1 = 'targets=$(python3 -m tools.first_deploy targets "$STACK_DIR")'
+    assert step_1 in runs and "apply -input=false -no-color -auto-approve $targets" in runs
+    assert runs.index(step_1) < runs.index("docker push")
     assert runs.index("docker push") < runs.index("apply -input=false -no-color tfplan")
     assert "deployments[?status=='PRIMARY']" in runs and "FAILED" in runs
