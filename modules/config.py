@@ -84,6 +84,8 @@ class EnvironmentConfig:
     training_schedule: EventBridge Scheduler expression (UTC) that runs the training task, e.g.
         'cron(0 3 * * ? *)' for 03:00 daily; None turns scheduled training off (on demand: make train-remote).
     interaction_expiration_days: days the interaction-data bucket keeps an exported file (default 730).
+    model_versions_kept: model versions the trainer keeps on EFS after publishing (default 5, at least 2); it never
+        deletes `current` or the version before it, so a bad version can always be rolled back by one switch.
     waf: an AWS WAF web ACL in front of the ALB (rate limit per client IP, AWS managed common rules).
     waf_rate_limit: requests per client IP per 5 minutes above which WAF blocks that IP (default 2000).
     """
@@ -118,6 +120,7 @@ class EnvironmentConfig:
     training_memory: int = 8192
     training_schedule: str | None = None
     interaction_expiration_days: int = 730
+    model_versions_kept: int = 5
     waf: bool = False
     waf_rate_limit: int = 2000
 
@@ -250,6 +253,12 @@ class EnvironmentConfig:
             "interaction_expiration_days",
             f"{self.interaction_expiration_days} is under 30 days",
             "keep exported interactions at least as long as the training window, e.g. 730",
+        )
+        p.check(
+            self.model_versions_kept >= 2,
+            "model_versions_kept",
+            f"{self.model_versions_kept} would leave no version to roll back to",
+            "keep at least 2 (the serving version and the one before it), e.g. 5",
         )
 
     def _check_zones(self, p: Problems) -> None:

@@ -217,6 +217,7 @@ class RecsysStack(TerraformStack):
                 memory=config.training_memory,
                 cpu_architecture=config.cpu_architecture,
                 schedule=config.training_schedule,
+                keep_versions=config.model_versions_kept,
                 bootstrap_ready=(*storage.mount_targets, *storage.client_rules),
             ),
             context,

@@ -99,6 +99,7 @@ class TrainingProps:
     topic_arn: where failed runs are reported.
     cpu / memory / cpu_architecture: Fargate task size (see EnvironmentConfig.training_cpu).
     schedule: EventBridge Scheduler expression (UTC) or None for no schedule.
+    keep_versions: model versions the trainer keeps after publishing (see EnvironmentConfig.model_versions_kept).
     bootstrap: run the trainer once when the model file system is created, before the service (default on).
     bootstrap_ready: what must exist before that run can mount EFS (mount targets, NFS security group rules).
     bootstrap_attempts / bootstrap_retry_seconds / bootstrap_poll_seconds / bootstrap_deadline_seconds: its retry of
@@ -126,6 +127,7 @@ class TrainingProps:
     memory: int = 8192
     cpu_architecture: str = "X86_64"
     schedule: str | None = None
+    keep_versions: int = 5
     bootstrap: bool = True
     bootstrap_ready: tuple[ITerraformDependable, ...] = ()
     bootstrap_attempts: int = 3
@@ -181,7 +183,14 @@ def trainer_container(props: TrainingProps, log_group_name: str, region: str) ->
         "user": f"{APP_UID}:{APP_GID}",
         "readonlyRootFilesystem": True,
         "entryPoint": TRAINER_ENTRYPOINT,
-        "command": ["--interactions", props.data_uri, "--model-dir", CONTAINER_MODEL_DIR],
+        "command": [
+            "--interactions",
+            props.data_uri,
+            "--model-dir",
+            CONTAINER_MODEL_DIR,
+            "--keep-versions",
+            str(props.keep_versions),
+        ],
         "environment": [
             # pyarrow's S3 file system needs the region; the credentials come from the task role.
             {"name": "AWS_REGION", "value": region},

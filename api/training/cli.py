@@ -355,7 +355,8 @@ def _event_weights(text: str) -> dict[str, float]:
         raise argparse.ArgumentTypeError("expected name=weight pairs, e.g. view=1,purchase=5") from None
 
 
-def main(argv: list[str] | None = None) -> None:
+def argument_parser() -> argparse.ArgumentParser:
+    """The CLI's arguments; the training task definition's command is checked against it (tests/infra)."""
     defaults = AlsParameters()
     parser = argparse.ArgumentParser(
         prog="python -m api.training",
@@ -437,7 +438,11 @@ def main(argv: list[str] | None = None) -> None:
         default=DEFAULT_EVENT_WEIGHTS,
         help="weights for the event_type column when there is no weight column",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = argument_parser().parse_args(argv)
     log = PhaseLog()
     try:
         retention.check_keep(args.keep_versions)

@@ -60,6 +60,7 @@ def test_production_spans_three_zones_with_a_nat_gateway_each() -> None:
         ({"log_retention_days": 100}, "log_retention_days", "retention CloudWatch Logs accepts"),
         ({"app_log_expiration_days": 30}, "app_log_expiration_days", "shorter than the 120 days"),
         ({"ecr_keep_images": 0}, "ecr_keep_images", "outside 1-1000"),
+        ({"model_versions_kept": 1}, "model_versions_kept", "no version to roll back to"),
         ({"state_backend": StateBackend("Bad_Bucket", "x.tfstate", "eu-west-1")}, "state_backend.bucket", "S3"),
         ({"state_backend": StateBackend("state", "/abs", "eu-west-1")}, "state_backend.key", ".tfstate"),
     ],

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from api.contract import APP_GID, APP_UID, CONTAINER_MODEL_DIR, MODEL_DIR_ENV, WRITABLE_PATHS
+from api.training.cli import argument_parser
 from modules.training import BOOTSTRAP_SCRIPT, TRAINER_CONTAINER, TRAINER_ENTRYPOINT
 from tests.infra.conftest import IMAGE_TAG
 from tests.infra.helpers import Synth, containers, named, only, ref, resources, role_policy
@@ -65,6 +66,8 @@ def test_training_task_is_sized_from_the_config_and_runs_the_trainer_image(dev: 
         f"s3://{bucket}/interactions/",
         "--model-dir",
         CONTAINER_MODEL_DIR,
+        "--keep-versions",
+        "5",
     ]
     assert {"name": MODEL_DIR_ENV, "value": CONTAINER_MODEL_DIR} in container["environment"]
     assert container["user"] == f"{APP_UID}:{APP_GID}" and container["readonlyRootFilesystem"] is True
@@ -302,3 +305,11 @@ def test_bootstrap_fails_the_apply_when_training_fails(tmp_path: Path, states: l
     result, _ = run_bootstrap(tmp_path, states, attempts=2)
     assert result.returncode == 1
     assert "/recsys-dev/training" in result.stderr
+
+
+def test_the_trainer_command_is_one_the_training_cli_accepts(dev: Synth) -> None:
+    # The infrastructure cannot import the trainer (import-linter); the test holds the two sides together.
+    args = argument_parser().parse_args(trainer(dev)["command"])
+    assert str(args.model_dir) == CONTAINER_MODEL_DIR
+    assert args.keep_versions == 5
+    assert args.interactions.endswith("/interactions/")
