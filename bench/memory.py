@@ -113,8 +113,9 @@ def swap_memory_run(models: Path, users: int, workers: int, log: Path) -> dict[s
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     try:
-        # The serving version is only read, so a link to the cached one will do (and halves the disk used).
-        (root / serving.name).symlink_to(serving, target_is_directory=True)
+        # The serving version is only read: hard links (same inodes, no extra disk) keep it inside the private root,
+        # where the loader requires every version to be (a symlink leading out of MODEL_DIR is refused).
+        shutil.copytree(serving, root / serving.name, copy_function=os.link)
         _copy_version(serving, root / SWAP_VERSION, SWAP_VERSION)
         switch_current(root, serving.name)
         server = start_uwsgi(root, workers, log)

@@ -311,6 +311,8 @@ def main(argv: list[str] | None = None) -> None:
             entry["memory"] = [memory_run(models, users, n, log) for n in MEMORY_WORKERS]
             entry["swap_memory"] = swap_memory_run(models, users, SWAP_WORKERS, log)
         report["sizes"][str(items)] = entry
+        # Saved after every size, so that a failure later in a long run keeps what was measured.
+        (RESULTS / "serving-partial.json").write_text(json.dumps(report, indent=2) + "\n")
     if not args.skip_backpressure:
         report["log_backpressure"] = log_backpressure(rate=BACKPRESSURE_RATE, stall=BACKPRESSURE_STALL_SECONDS)
     report["targets"] = target_verdicts(report)
