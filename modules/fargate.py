@@ -14,9 +14,31 @@ from cdktf_cdktf_provider_aws.ecs_task_definition import (
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from constructs import Construct
 
+from modules.config import FARGATE_MEMORY
+from modules.errors import Problems
 from modules.iam import AwsContext, assume_role_policy
 
 MODELS_VOLUME = "models"
+
+
+CPU_ARCHITECTURES = ("X86_64", "ARM64")
+
+
+def check_task_size(p: Problems, cpu: int, memory: int, cpu_architecture: str) -> None:
+    """The checks every Fargate task's props share: a cpu/memory pair Fargate offers and an architecture it runs."""
+    allowed = FARGATE_MEMORY.get(cpu)
+    p.check(
+        allowed is not None and memory in allowed,
+        "memory",
+        f"{cpu}/{memory} is not a Fargate size",
+        "pick a valid Fargate cpu/memory pair",
+    )
+    p.check(
+        cpu_architecture in CPU_ARCHITECTURES,
+        "cpu_architecture",
+        f"{cpu_architecture!r}",
+        f"use one of {', '.join(CPU_ARCHITECTURES)}",
+    )
 
 
 def volume_name(path: str) -> str:

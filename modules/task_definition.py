@@ -22,11 +22,11 @@ from api.contract import (
     WORKERS_ENV,
     WRITABLE_PATHS,
 )
-from modules.config import FARGATE_MEMORY
 from modules.errors import Problems
 from modules.fargate import (
     MODELS_VOLUME,
     bind_volumes,
+    check_task_size,
     fargate_task_definition,
     models_volume,
     task_role,
@@ -109,13 +109,7 @@ class AppTaskProps:
 
     def __post_init__(self) -> None:
         p = Problems("AppTaskProps")
-        allowed = FARGATE_MEMORY.get(self.cpu)
-        p.check(
-            allowed is not None and self.memory in allowed,
-            "memory",
-            f"{self.cpu}/{self.memory} is not a Fargate size",
-            "pick a valid Fargate cpu/memory pair",
-        )
+        check_task_size(p, self.cpu, self.memory, self.cpu_architecture)
         p.check(
             self.memory > ROUTER_MEMORY_RESERVATION_MIB * 4,
             "memory",
@@ -130,12 +124,6 @@ class AppTaskProps:
                 f"the {name} container needs {seconds} s to stop, above Fargate's {MAX_STOP_TIMEOUT_SECONDS} s",
                 "shorten SHUTDOWN_GRACE_SECONDS / WORKER_MERCY_SECONDS (api/contract.py) or the router's Grace",
             )
-        p.check(
-            self.cpu_architecture in ("X86_64", "ARM64"),
-            "cpu_architecture",
-            f"{self.cpu_architecture!r}",
-            "use X86_64 or ARM64",
-        )
         p.raise_if_any()
 
     @property

@@ -26,9 +26,17 @@ from cdktf_cdktf_provider_aws.scheduler_schedule import (
 from constructs import Construct
 
 from api.contract import APP_GID, APP_UID, CONTAINER_MODEL_DIR, MODEL_DIR_ENV, WRITABLE_PATHS
-from modules.config import FARGATE_MEMORY, LOG_RETENTION_DAYS
+from modules.config import LOG_RETENTION_DAYS
 from modules.errors import Problems
-from modules.fargate import MODELS_VOLUME, bind_volumes, fargate_task_definition, models_volume, task_role, volume_name
+from modules.fargate import (
+    MODELS_VOLUME,
+    bind_volumes,
+    check_task_size,
+    fargate_task_definition,
+    models_volume,
+    task_role,
+    volume_name,
+)
 from modules.iam import AwsContext, assume_role_policy, policy, statement
 from modules.kms import EncryptionKey, EncryptionKeyProps
 
@@ -137,13 +145,7 @@ class TrainingProps:
 
     def __post_init__(self) -> None:
         p = Problems("TrainingProps")
-        allowed = FARGATE_MEMORY.get(self.cpu)
-        p.check(
-            allowed is not None and self.memory in allowed,
-            "memory",
-            f"{self.cpu}/{self.memory} is not a Fargate size",
-            "pick a valid Fargate cpu/memory pair",
-        )
+        check_task_size(p, self.cpu, self.memory, self.cpu_architecture)
         p.check(bool(self.subnet_ids), "subnet_ids", "empty", "pass the protected subnets")
         p.check(
             self.data_prefix.endswith("/") and not self.data_prefix.startswith("/"),

@@ -12,7 +12,8 @@ import pytest
 
 from api.contract import APP_GID, APP_UID, CONTAINER_MODEL_DIR, MODEL_DIR_ENV, WRITABLE_PATHS
 from api.training.cli import argument_parser
-from modules.training import BOOTSTRAP_SCRIPT, TRAINER_CONTAINER, TRAINER_ENTRYPOINT
+from modules.errors import ConfigError
+from modules.training import BOOTSTRAP_SCRIPT, TRAINER_CONTAINER, TRAINER_ENTRYPOINT, TrainingProps
 from tests.infra.conftest import IMAGE_TAG
 from tests.infra.helpers import Synth, containers, named, only, ref, resources, role_policy
 
@@ -313,3 +314,30 @@ def test_the_trainer_command_is_one_the_training_cli_accepts(dev: Synth) -> None
     assert str(args.model_dir) == CONTAINER_MODEL_DIR
     assert args.keep_versions == 5
     assert args.interactions.endswith("/interactions/")
+
+
+def test_training_props_refuse_a_size_or_architecture_fargate_does_not_run() -> None:
+    with pytest.raises(ConfigError) as raised:
+        TrainingProps(
+            name="recsys-test",
+            image="x",
+            repository_arn="x",
+            cluster_arn="x",
+            subnet_ids=("subnet",),
+            security_group_id="x",
+            file_system_id="x",
+            file_system_arn="x",
+            writer_access_point_id="x",
+            writer_access_point_arn="x",
+            data_uri="s3://bucket/interactions/",
+            data_bucket_arn="x",
+            data_prefix="interactions/",
+            data_key_arn="x",
+            log_kms_key_arn="x",
+            topic_arn="x",
+            cpu=2048,
+            memory=1024,
+            cpu_architecture="arm",
+        )
+    assert "TrainingProps.memory" in str(raised.value)
+    assert "TrainingProps.cpu_architecture" in str(raised.value)
