@@ -15,7 +15,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -212,6 +214,92 @@ def _patch_fargate_run_task() -> None:
     )
 
 
+class RetryReplay:
+    """An AWS SDK retry of a request moto already answered gets that answer again, not a second run.
+
+    The SDKs retry an attempt that failed or timed out (https://docs.aws.amazon.com/sdkref/latest/guide/
+    feature-retry-behavior.html); every attempt of one call carries the same `amz-sdk-invocation-id` header and its
+    number in `amz-sdk-request` ("attempt=2; max=25", as moto's recording of Terraform's requests shows).
+    On a busy 2-core machine moto sometimes answers after the client has given up on the attempt: the moto log shows
+    200 for attempt 1 of DescribeSecurityGroups, the recording shows attempt 2 with the same invocation id. For a read
+    that is harmless; for CreateAlias the second run answers AlreadyExistsException for the alias the first run made,
+    and the emulated deploy failed on it (1 run in 4). AWS answers in milliseconds, so a lost answer is an emulator
+    artefact: replaying it removes the artefact without hiding a real error (a second *call*, a new invocation id, still
+    runs; a 5xx is not kept, so its retry runs again).
+    """
+
+    MAX_KEPT = 4096
+    MAX_BODY = 1 << 20
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._answers: OrderedDict[str, tuple[str, list[tuple[str, str]], bytes]] = OrderedDict()
+        self._running: dict[str, threading.Event] = {}
+        self.replayed = 0
+
+    def handle(self, app: Any, environ: dict[str, Any], start_response: Any) -> Any:
+        invocation = environ.get("HTTP_AMZ_SDK_INVOCATION_ID")
+        if not invocation:
+            return app(environ, start_response)
+        if not environ.get("HTTP_AMZ_SDK_REQUEST", "attempt=1;").startswith("attempt=1;"):
+            with self._lock:
+                running = self._running.get(invocation)
+            if running is not None:
+                running.wait(timeout=120)  # the earlier attempt is still in moto: its answer is the one to give
+            with self._lock:
+                answer = self._answers.get(invocation)
+                if answer is not None:
+                    self.replayed += 1
+            if answer is not None:
+                status, headers, body = answer
+                start_response(status, headers)
+                return [body]
+        event = threading.Event()
+        with self._lock:
+            self._running[invocation] = event
+        try:
+            return self._run(app, invocation, environ, start_response)
+        finally:
+            with self._lock:
+                if self._running.get(invocation) is event:
+                    del self._running[invocation]
+            event.set()
+
+    def _run(self, app: Any, invocation: str, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        captured: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            captured.update(status=status, headers=headers)
+            return start_response(status, headers, exc_info)
+
+        result = app(environ, capture)
+        try:
+            body = b"".join(result)
+        finally:
+            if hasattr(result, "close"):
+                result.close()
+        status = str(captured.get("status", "500"))
+        if not status.startswith("5") and len(body) <= self.MAX_BODY:
+            with self._lock:
+                self._answers[invocation] = (status, list(captured.get("headers", [])), body)
+                while len(self._answers) > self.MAX_KEPT:
+                    self._answers.popitem(last=False)
+        return [body]
+
+
+def replay_retries() -> None:
+    """Answer SDK retries through RetryReplay in moto's WSGI application (in this process only)."""
+    from moto.moto_server import werkzeug_app
+
+    dispatch = werkzeug_app.DomainDispatcherApplication.__call__
+    replay = RetryReplay()
+
+    def call(self: Any, environ: dict[str, Any], start_response: Any) -> Any:
+        return replay.handle(lambda env, respond: dispatch(self, env, respond), environ, start_response)
+
+    werkzeug_app.DomainDispatcherApplication.__call__ = call  # type: ignore[method-assign]
+
+
 # Fault injection for tests, not a gap fix: while the file this variable names exists, UpdateService keeps the
 # service on its current task definition, which is what ECS shows after the circuit breaker rolled a deployment back.
 ECS_ROLLBACK_FLAG_ENV = "RECSYS_MOTO_ECS_ROLLBACK_FLAG"
@@ -399,6 +487,7 @@ def main(argv: list[str]) -> None:
     from moto.server import main as moto_main
 
     apply_patches()
+    replay_retries()
     if flag := os.environ.get(ECS_ROLLBACK_FLAG_ENV):
         inject_ecs_rollback(Path(flag))
     moto_main(argv)

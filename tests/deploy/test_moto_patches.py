@@ -4,6 +4,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,8 +13,9 @@ from typing import Any
 import boto3
 import botocore.exceptions
 import pytest
+import requests
 
-from tools.moto_server import HOST, MOTO_PATCHES, MotoServer, secure_transport_applies
+from tools.moto_server import HOST, MOTO_PATCHES, MotoServer, RetryReplay, secure_transport_applies
 from tools.testkit.processes import group_alive
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -210,3 +213,75 @@ def test_only_secure_transport_conditions_are_decided_by_the_patch(
     condition: dict[str, Any], secure: bool, applies: bool | None
 ) -> None:
     assert secure_transport_applies({"Effect": "Deny", "Condition": condition}, secure) is applies
+
+
+def _sent_again(request: Any, attempt: int) -> requests.Response:
+    """The exact request botocore sent, sent again as that call's attempt number `attempt`."""
+    headers = {k: v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()}
+    headers["amz-sdk-request"] = f"attempt={attempt}; max=3"
+    with requests.Session() as session:
+        session.trust_env = False
+        return session.post(request.url, data=request.body, headers=headers, timeout=30)
+
+
+def test_a_retry_of_a_create_moto_already_answered_gets_that_answer_not_already_exists(moto: MotoServer) -> None:
+    kms = client(moto, "kms")
+    key = kms.create_key()["KeyMetadata"]["KeyId"]
+    sent: list[Any] = []
+    kms.meta.events.register("before-send.kms.CreateAlias", lambda request, **_: sent.append(request))
+    kms.create_alias(AliasName="alias/retried-after-a-lost-answer", TargetKeyId=key)
+    retried = _sent_again(sent[0], attempt=2)
+    assert retried.status_code == 200, retried.text
+    # a second call (new invocation id) is refused as AWS refuses it: nothing real is hidden
+    with pytest.raises(kms.exceptions.AlreadyExistsException):
+        kms.create_alias(AliasName="alias/retried-after-a-lost-answer", TargetKeyId=key)
+    # and a first attempt that carries an old invocation id runs again rather than being answered from memory
+    assert _sent_again(sent[0], attempt=1).status_code == 400
+
+
+def _environ(invocation: str, attempt: int) -> dict[str, Any]:
+    return {"HTTP_AMZ_SDK_INVOCATION_ID": invocation, "HTTP_AMZ_SDK_REQUEST": f"attempt={attempt}; max=3"}
+
+
+def test_a_retry_arriving_while_the_first_attempt_runs_waits_for_its_answer() -> None:
+    replay = RetryReplay()
+    runs: list[str] = []
+    release = threading.Event()
+
+    def slow_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        runs.append(environ["HTTP_AMZ_SDK_REQUEST"])
+        release.wait(timeout=10)
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [b'{"run": 1}']
+
+    first: list[bytes] = []
+    worker = threading.Thread(target=lambda: first.extend(replay.handle(slow_app, _environ("a", 1), _ignore)))
+    worker.start()
+    while not runs:
+        time.sleep(0.01)
+    retried: list[bytes] = []
+    retry = threading.Thread(target=lambda: retried.extend(replay.handle(slow_app, _environ("a", 2), _ignore)))
+    retry.start()
+    time.sleep(0.1)
+    release.set()
+    worker.join(timeout=10)
+    retry.join(timeout=10)
+    assert runs == ["attempt=1; max=3"] and retried == first == [b'{"run": 1}'] and replay.replayed == 1
+
+
+def test_a_retry_of_a_server_error_runs_again() -> None:
+    replay = RetryReplay()
+    statuses = iter(["500 Internal Server Error", "200 OK"])
+
+    def flaky_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        status = next(statuses)
+        start_response(status, [])
+        return [status.encode()]
+
+    assert replay.handle(flaky_app, _environ("b", 1), _ignore) == [b"500 Internal Server Error"]
+    assert replay.handle(flaky_app, _environ("b", 2), _ignore) == [b"200 OK"]
+    assert replay.replayed == 0
+
+
+def _ignore(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+    return None
