@@ -31,7 +31,7 @@ STAGES: dict[str, list[list[str]]] = {
     "validate": [[sys.executable, "-m", "tools.terraform", "validate"]],
     "checkov": [[sys.executable, "-m", "tools.checkov_stacks"]],
     # The image tests build and run containers (podman): a stage of their own, not split across xdist workers.
-    "pytest": [[sys.executable, "-m", "pytest", "-n", PYTEST_WORKERS, "--ignore=tests/image"]],
+    "pytest": [[sys.executable, "-m", "pytest", "-n", PYTEST_WORKERS, "--dist", "loadgroup", "--ignore=tests/image"]],
     "images": [[sys.executable, "-m", "pytest", "tests/image", "-p", "no:cacheprovider", "-rs"]],
 }
 # (first wave, second wave): the second starts when the first's `synth` has succeeded.
