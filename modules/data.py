@@ -3,15 +3,12 @@
 from dataclasses import dataclass
 
 from cdktf_cdktf_provider_aws.s3_bucket_lifecycle_configuration import S3BucketLifecycleConfiguration
-from cdktf_cdktf_provider_aws.s3_bucket_server_side_encryption_configuration import (
-    S3BucketServerSideEncryptionConfigurationRuleA,
-)
 from constructs import Construct
 
+from modules.buckets import expiry_rule, kms_encryption, private_bucket
 from modules.errors import Problems
 from modules.iam import AwsContext
 from modules.kms import EncryptionKey, EncryptionKeyProps
-from modules.log_destinations import expiry_rule, private_bucket
 
 # Exported files go under this prefix, in the trainer's formats (CSV or Parquet with user_id, item_id, timestamp and
 # an optional weight; see docs/deploy.md). The training task reads this prefix and nothing else.
@@ -50,10 +47,7 @@ class InteractionData(Construct):
             self,
             id_="interactions",
             name=f"{props.name}-data-{context.account_id}-{context.region}",
-            encryption_rule=S3BucketServerSideEncryptionConfigurationRuleA(
-                apply_server_side_encryption_by_default={"sse_algorithm": "aws:kms", "kms_master_key_id": self.key.arn},
-                bucket_key_enabled=True,
-            ),
+            encryption_rule=kms_encryption(self.key.arn),
             extra_statements=[],
             force_destroy=props.force_destroy,
         )

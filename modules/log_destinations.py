@@ -1,35 +1,23 @@
 """Where logs land: an S3 bucket for all app logs, one for ALB access logs, CloudWatch groups for errors and
 for the log router itself, and the KMS key that encrypts them."""
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.data_aws_elb_service_account import DataAwsElbServiceAccount
-from cdktf_cdktf_provider_aws.s3_bucket import S3Bucket
 from cdktf_cdktf_provider_aws.s3_bucket_lifecycle_configuration import (
     S3BucketLifecycleConfiguration,
-    S3BucketLifecycleConfigurationRule,
-    S3BucketLifecycleConfigurationRuleAbortIncompleteMultipartUpload,
-    S3BucketLifecycleConfigurationRuleExpiration,
-    S3BucketLifecycleConfigurationRuleFilter,
-    S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration,
     S3BucketLifecycleConfigurationRuleTransition,
 )
-from cdktf_cdktf_provider_aws.s3_bucket_ownership_controls import S3BucketOwnershipControls
-from cdktf_cdktf_provider_aws.s3_bucket_policy import S3BucketPolicy
-from cdktf_cdktf_provider_aws.s3_bucket_public_access_block import S3BucketPublicAccessBlock
 from cdktf_cdktf_provider_aws.s3_bucket_server_side_encryption_configuration import (
-    S3BucketServerSideEncryptionConfigurationA,
     S3BucketServerSideEncryptionConfigurationRuleA,
 )
-from cdktf_cdktf_provider_aws.s3_bucket_versioning import S3BucketVersioningA
 from constructs import Construct
 
+from modules.buckets import expiry_rule, kms_encryption, private_bucket
 from modules.config import LOG_RETENTION_DAYS
 from modules.errors import Problems
-from modules.iam import AwsContext, policy, statement
+from modules.iam import AwsContext, statement
 from modules.kms import EncryptionKey, EncryptionKeyProps, ServiceGrant
 
 ALB_LOG_PREFIX = "alb"
@@ -118,10 +106,7 @@ class LogDestinations(Construct):
             self,
             id_="app-logs",
             name=f"{props.name}-app-logs-{context.account_id}-{context.region}",
-            encryption_rule=S3BucketServerSideEncryptionConfigurationRuleA(
-                apply_server_side_encryption_by_default={"sse_algorithm": "aws:kms", "kms_master_key_id": self.key.arn},
-                bucket_key_enabled=True,
-            ),
+            encryption_rule=kms_encryption(self.key.arn),
             extra_statements=[],
             force_destroy=props.force_destroy,
         )
@@ -177,67 +162,3 @@ class LogDestinations(Construct):
             rule=[expiry_rule("expire", props.app_log_glacier_days, transition=[])],
         )
         self.alb_log_prefix = ALB_LOG_PREFIX
-
-
-def private_bucket(
-    scope: Construct,
-    *,
-    id_: str,
-    name: str,
-    encryption_rule: S3BucketServerSideEncryptionConfigurationRuleA,
-    extra_statements: list[Callable[[str], dict[str, Any]]],
-    force_destroy: bool,
-) -> tuple[S3Bucket, S3BucketPolicy]:
-    """A bucket with public access blocked, owner-enforced objects, encryption, versioning and TLS-only access,
-    and its policy (for whatever must wait until the policy grants a writer its access)."""
-    bucket = S3Bucket(scope, id_, bucket=name, force_destroy=force_destroy)
-    S3BucketPublicAccessBlock(
-        scope,
-        f"{id_}-public-access-block",
-        bucket=bucket.id,
-        block_public_acls=True,
-        block_public_policy=True,
-        ignore_public_acls=True,
-        restrict_public_buckets=True,
-    )
-    S3BucketOwnershipControls(
-        scope, f"{id_}-ownership", bucket=bucket.id, rule={"object_ownership": "BucketOwnerEnforced"}
-    )
-    S3BucketServerSideEncryptionConfigurationA(scope, f"{id_}-encryption", bucket=bucket.id, rule=[encryption_rule])
-    S3BucketVersioningA(scope, f"{id_}-versioning", bucket=bucket.id, versioning_configuration={"status": "Enabled"})
-    bucket_policy = S3BucketPolicy(
-        scope,
-        f"{id_}-policy",
-        bucket=bucket.id,
-        policy=policy(
-            statement(
-                "DenyWithoutTls",
-                ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"],
-                [bucket.arn, f"{bucket.arn}/*"],
-                effect="Deny",
-                principal={"AWS": "*"},
-                condition={"Bool": {"aws:SecureTransport": "false"}},
-            ),
-            *(make(bucket.arn) for make in extra_statements),
-        ),
-    )
-    return bucket, bucket_policy
-
-
-def expiry_rule(
-    rule_id: str, expire_days: int, transition: list[S3BucketLifecycleConfigurationRuleTransition]
-) -> S3BucketLifecycleConfigurationRule:
-    # Versioning is on, so overwritten or deleted objects linger as noncurrent versions: expire them too.
-    return S3BucketLifecycleConfigurationRule(
-        id=rule_id,
-        status="Enabled",
-        filter=[S3BucketLifecycleConfigurationRuleFilter(prefix="")],
-        transition=transition or None,
-        expiration=[S3BucketLifecycleConfigurationRuleExpiration(days=expire_days)],
-        noncurrent_version_expiration=[
-            S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration(noncurrent_days=7)
-        ],
-        abort_incomplete_multipart_upload=[
-            S3BucketLifecycleConfigurationRuleAbortIncompleteMultipartUpload(days_after_initiation=1)
-        ],
-    )
