@@ -36,6 +36,12 @@ class ApiConfig:
     max_exclude_items: int = 500
     # Large enough for a full batch with long ids; anything bigger is a client bug, answered with 413.
     max_body_bytes: int = MAX_BODY_BYTES
+    # Request head limits (414 and 431 above them). The target limit is the ALB's request-line limit, so a request the
+    # ALB forwards never meets it; both sit well inside what uWSGI's HTTP router can carry to the app (api/uwsgi.ini).
+    # https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-limits.html
+    max_request_target_bytes: int = 16 * 1024
+    # Header fields counted as on the wire (name, ": ", value, CRLF): room for large cookies and tracing headers.
+    max_header_bytes: int = 32 * 1024
     # Catalogues at least this large use the model's ANN index (when it has one); smaller ones are scored exactly.
     ann_min_items: int = DEFAULT_ANN_MIN_ITEMS
     # Personalised answers each worker keeps per model version (api/serving/cache.py); 0 turns the cache off.
