@@ -203,10 +203,11 @@ def _document(config: ApiConfig) -> dict[str, Any]:
                 "Implicit-feedback ALS recommendations served from memory-mapped numpy arrays. Every error is JSON "
                 "(schema Error), except where uWSGI's HTTP router answers before the app: a body declared above "
                 "the limit is refused with a plain 413 (`Expect: 100-continue`) or by closing the connection, and a "
-                f"request head the router cannot carry (beyond the {config.max_request_target_bytes // 1024} KiB "
-                f"target and {config.max_header_bytes // 1024} KiB header limits, which answer 414 and 431: about "
-                "64 KiB with the target counted twice) closes the connection. Pipelined requests: the first is "
-                "answered and the connection closes. OPTIONS on any path answers 204 with an Allow header."
+                "request head the router cannot carry closes the connection: a target over the "
+                f"{config.max_request_target_bytes // 1024} KiB limit answers 414 up to about 30 KiB, header fields "
+                f"over the {config.max_header_bytes // 1024} KiB limit answer 431 up to about 60 KiB. Of pipelined "
+                "requests the first is answered and the connection closes. OPTIONS on any path answers 204 with an "
+                "Allow header."
             ),
         },
         "paths": {
