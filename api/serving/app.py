@@ -4,6 +4,7 @@ import logging
 import re
 import time
 import uuid
+from typing import TYPE_CHECKING
 
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
@@ -16,6 +17,9 @@ from api.serving.responses import ModelUnavailableError, UnknownItemError, error
 from api.serving.routes import blueprint
 from api.serving.state import STATE_KEY, ServingState, model_version, request_recommender, serving_state
 from api.serving.validation import InvalidRequestError
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
 
 # Accept the caller's id when it is printable and short; otherwise a fresh one, so logs stay parseable.
 REQUEST_ID_PATTERN = re.compile(r"[\x21-\x7e]{1,200}")
@@ -54,6 +58,9 @@ def _start_request() -> Response | None:
     incoming = request.headers.get("X-Request-Id", "")
     g.request_id = incoming if REQUEST_ID_PATTERN.fullmatch(incoming) else uuid.uuid4().hex
     request_recommender()  # the one snapshot this request answers from (api/serving/state.py)
+    oversized = _oversized_head(request.environ, serving_state().config)
+    if oversized is not None:
+        return oversized
     if "chunked" in request.headers.get("Transfer-Encoding", "").lower():
         # uWSGI 2.0's HTTP router does not decode chunked request bodies (it would pass them on as the next request
         # on the connection), so the body cannot be read: ask for Content-Length and close the connection.
@@ -68,6 +75,45 @@ def _start_request() -> Response | None:
         del response.headers["Content-Type"]
         return response
     return None
+
+
+def _oversized_head(environ: "WSGIEnvironment", config: ApiConfig) -> Response | None:
+    """414 or 431 (RFC 9110 section 15.5.15, RFC 6585 section 5) for a request head over the documented limits.
+
+    uWSGI's HTTP router carries heads up to its 64 KiB packet to the app (api/uwsgi.ini), so these answers reach
+    the client as JSON; only heads beyond that packet are closed by the router without an answer.
+    """
+    target = environ.get("REQUEST_URI")
+    if target is None:  # servers other than uWSGI (the test client sets it too, but WSGI does not require it)
+        query = environ.get("QUERY_STRING", "")
+        target = environ.get("PATH_INFO", "") + ("?" + query if query else "")
+    # WSGI strings are the wire bytes decoded as latin-1 (PEP 3333), so len() counts bytes.
+    if len(target) > config.max_request_target_bytes:
+        limit = config.max_request_target_bytes
+        message = f"the request target is {len(target)} bytes; the limit is {limit}: send fewer or shorter ids"
+        return error_response(414, "uri too long", [{"field": "url", "message": message}])
+    size = _header_bytes(environ)
+    if size > config.max_header_bytes:
+        limit = config.max_header_bytes
+        message = f"the header fields are {size} bytes; the limit is {limit}: send smaller cookies or fewer headers"
+        return error_response(431, "request header fields too large", [{"field": "headers", "message": message}])
+    return None
+
+
+def _header_bytes(environ: "WSGIEnvironment") -> int:
+    """The header fields' size as on the wire (`Name: value` and CRLF), from the CGI variables made of them."""
+    prefixed = sum(
+        len(name) - len("HTTP_") + len(": \r\n") + len(value)
+        for name, value in environ.items()
+        if name.startswith("HTTP_") and isinstance(value, str)
+    )
+    # Content-Type and Content-Length are the two fields CGI passes without the HTTP_ prefix.
+    unprefixed = sum(
+        len(name) + len(": \r\n") + len(environ.get(name) or "")
+        for name in ("CONTENT_TYPE", "CONTENT_LENGTH")
+        if environ.get(name)
+    )
+    return prefixed + unprefixed
 
 
 def _allowed(methods: "set[str] | frozenset[str] | None") -> str:

@@ -36,6 +36,14 @@ class ApiConfig:
     max_exclude_items: int = 500
     # Large enough for a full batch with long ids; anything bigger is a client bug, answered with 413.
     max_body_bytes: int = MAX_BODY_BYTES
+    # Request head limits: 414 and 431 above them. The target limit is the ALB's request-line limit, so a target the
+    # ALB forwards passes it. https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-limits.html
+    max_request_target_bytes: int = 16 * 1024
+    # Header fields counted as on the wire (name, ": ", value, CRLF). uWSGI's HTTP router carries a head in one packet
+    # of at most 64 KiB, with the target in it twice and up to 4 KiB of allocation slack (api/uwsgi.ini): 2 x 16 + 16
+    # KiB leave room for that slack and for body bytes that arrive with the head, so every head within both limits
+    # reaches the app; over them, header fields get their 431 up to about 60 KiB and a target its 414 up to about 30.
+    max_header_bytes: int = 16 * 1024
     # Catalogues at least this large use the model's ANN index (when it has one); smaller ones are scored exactly.
     ann_min_items: int = DEFAULT_ANN_MIN_ITEMS
     # Personalised answers each worker keeps per model version (api/serving/cache.py); 0 turns the cache off.

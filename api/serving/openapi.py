@@ -30,6 +30,10 @@ TOO_LARGE = {"413": _response("Request body larger than the documented limit.", 
 # Every path answers these; added to each operation by `openapi_document`.
 WRONG_METHOD = {"405": _response("Method not allowed on this path; the Allow header lists the allowed ones.", "Error")}
 CHUNKED = {"411": _response("A chunked request body (any method) is not read; send Content-Length.", "Error")}
+OVERSIZED_HEAD = {
+    "414": _response("The request target (path and query) is longer than the documented limit.", "Error"),
+    "431": _response("The header fields together are larger than the documented limit.", "Error"),
+}
 
 
 def _object(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
@@ -185,7 +189,7 @@ def openapi_document(config: ApiConfig) -> dict[str, Any]:
     document = _document(config)
     for path in document["paths"].values():
         for operation in path.values():
-            operation["responses"].update({**WRONG_METHOD, **CHUNKED})
+            operation["responses"].update({**WRONG_METHOD, **CHUNKED, **OVERSIZED_HEAD})
     return document
 
 
@@ -197,10 +201,13 @@ def _document(config: ApiConfig) -> dict[str, Any]:
             "version": "1",
             "description": (
                 "Implicit-feedback ALS recommendations served from memory-mapped numpy arrays. Every error is JSON "
-                "(schema Error), except where uWSGI's HTTP router answers before the app: a request line or "
-                "headers over 32 KiB close the connection, and a body declared above the limit is refused with "
-                "a plain 413 (`Expect: 100-continue`) or by closing the connection. OPTIONS on any path answers "
-                "204 with an Allow header."
+                "(schema Error), except where uWSGI's HTTP router answers before the app: a body declared above "
+                "the limit is refused with a plain 413 (`Expect: 100-continue`) or by closing the connection, and a "
+                "request head the router cannot carry closes the connection: a target over the "
+                f"{config.max_request_target_bytes // 1024} KiB limit answers 414 up to about 30 KiB, header fields "
+                f"over the {config.max_header_bytes // 1024} KiB limit answer 431 up to about 60 KiB. Of pipelined "
+                "requests the first is answered and the connection closes. OPTIONS on any path answers 204 with an "
+                "Allow header."
             ),
         },
         "paths": {

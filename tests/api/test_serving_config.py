@@ -84,4 +84,13 @@ def test_uwsgi_runs_single_threaded_blas_and_bounded_workers() -> None:
     assert int(ini_value("max-requests")) > 0
     assert int(ini_value("max-requests-delta")) > 0
     assert int(ini_value("listen")) >= 128
-    assert int(ini_value("buffer-size")) >= 32768
+
+
+def test_workers_take_every_request_head_the_http_router_can_carry() -> None:
+    # The router's uwsgi packet is at most 64 KiB; a worker with a smaller buffer-size drops the larger ones with no
+    # answer, and the app's 414/431 (tests/api/test_protocol.py) never reach the client.
+    assert int(ini_value("buffer-size")) == 65535
+    # ... and every variable count it can hold: at least 10 bytes each, two iovec slots per max-vars (uwsgi.ini).
+    assert 2 * int(ini_value("max-vars")) >= 65531 // 10
+    # A larger first read would let the head's packet plus the body bytes of that read overflow 64 KiB (uwsgi.ini).
+    assert int(ini_value("http-buffer-size")) <= 32768
