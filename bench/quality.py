@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / (f"quality-{args.dataset}.json" if args.dataset else "quality.json")
     out.write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"wrote {out.relative_to(ROOT)}")
+    print(f"wrote {_shown(out)}")
     if args.dataset:
         args.results_doc.write_text(results_markdown(summary, lines, judged))
         print(f"wrote {_shown(args.results_doc)}")
