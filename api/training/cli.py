@@ -1,8 +1,8 @@
 """Training CLI: interactions -> evaluated, tuned implicit ALS or EASE -> a new published model version.
 
-The family published (`--family`, default auto): ALS, unless EASE beat the chosen ALS on validation (then an
-item_item version of EASE's top-N neighbour lists). Every version carries each item's top-N neighbours
-(`--neighbours`), which answer similar items by lookup.
+The family published (`--family`, default auto): ALS, unless the chosen ALS beats EASE on validation by no more than
+one standard error (then an item_item version of EASE's top-N neighbour lists). Every version carries each item's
+top-N neighbours (`--neighbours`), which answer similar items by lookup.
 
 python -m api.training --interactions data/interactions.parquet --model-dir models
 python -m api.training --interactions s3://bucket/prefix/ --model-dir /mnt/models
@@ -243,10 +243,13 @@ def _published_family(family: str, assessment: Assessment | None, items: int, sa
         say("family als (forced by --family)")
         return "als"
     if assessment is not None and assessment.ease_wins and assessment.ease_lambda is not None:
-        say("family item_item: EASE beat the chosen ALS on validation NDCG")
+        say("family item_item: the chosen ALS did not beat EASE on validation NDCG by more than one standard error")
         return "item_item"
     evaluated = assessment is not None and assessment.ease_lambda is not None
-    say("family als: " + ("EASE did not beat it on validation NDCG" if evaluated else "EASE not evaluated"))
+    say(
+        "family als: "
+        + ("it beat EASE on validation NDCG by more than one standard error" if evaluated else "EASE not evaluated")
+    )
     return "als"
 
 
@@ -412,7 +415,7 @@ def argument_parser() -> argparse.ArgumentParser:
         "--family",
         choices=FAMILY_CHOICES,
         default="auto",
-        help="model family to publish: auto (EASE when it wins on validation, else ALS), als or item_item",
+        help="family to publish: auto (EASE unless ALS beats it on validation by over 1 std. error), als, item_item",
     )
     parser.add_argument(
         "--neighbours",

@@ -19,7 +19,7 @@ Protocol:
 """
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -183,37 +183,17 @@ def evaluate(
     if max_users is not None:
         chosen = chosen[:max_users]
     n_items = split.train.shape[1]
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    ideal = np.cumsum(discounts)
     recommended = np.zeros(n_items, dtype=bool)
     totals = np.zeros(4)  # precision, recall, ndcg, average precision
     done = 0
     start = time.perf_counter()
-    chunk_users = max(1, min(MAX_CHUNK_USERS, CHUNK_SCORES // max(n_items, 1)))
-    for begin in range(0, len(chosen), chunk_users):
-        if seconds is not None and done and time.perf_counter() - start >= seconds:
-            break
-        chunk = chosen[begin : begin + chunk_users]
-        scores = np.array(scorer(chunk), dtype=np.float32, copy=True)
-        seen = split.train[chunk].tocoo()
-        scores[seen.row, seen.col] = -np.inf
-        top = _top_k(scores, k)
-        valid = np.take_along_axis(scores, top, axis=1) > -np.inf
-        rows = np.repeat(np.arange(len(chunk)), top.shape[1])
-        relevant = split.relevant[chunk]
-        hits = (np.asarray(relevant[rows, top.ravel()]).reshape(top.shape) > 0) & valid
-        n_relevant = np.diff(relevant.indptr).astype(np.float64)
-        ideal_hits = np.minimum(n_relevant, k).astype(np.int64)
-        hit_count = hits.sum(axis=1)
-        ranks = np.arange(1, top.shape[1] + 1)
-        totals += (
-            float((hit_count / k).sum()),
-            float((hit_count / n_relevant).sum()),
-            float(((hits * discounts[: top.shape[1]]).sum(axis=1) / ideal[ideal_hits - 1]).sum()),
-            float(((hits * np.cumsum(hits, axis=1) / ranks).sum(axis=1) / ideal_hits).sum()),
-        )
+    for chunk, per_user, top, valid in _scored_chunks(scorer, split, k, chosen):
+        totals += per_user.sum(axis=1)
         recommended[top[valid]] = True
         done += len(chunk)
+        # Checked after a chunk, before the generator scores the next one: at least one chunk, none wasted.
+        if seconds is not None and time.perf_counter() - start >= seconds:
+            break
     count = max(done, 1)
     precision, recall, ndcg, average_precision = totals / count
     return Metrics(
@@ -226,6 +206,56 @@ def evaluate(
         users=done,
         seconds=time.perf_counter() - start,
     )
+
+
+def per_user_ndcg(scorer: Scorer, split: Split, k: int, users: NDArray[np.int64]) -> NDArray[np.float64]:
+    """Each of `users`' NDCG@k, in their order: the values whose mean `evaluate` reports, for paired comparisons."""
+    parts = [per_user[2] for _chunk, per_user, _top, _valid in _scored_chunks(scorer, split, k, users)]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def paired_difference(first: NDArray[np.float64], second: NDArray[np.float64]) -> tuple[float, float]:
+    """Mean of `first - second` over the same users and its standard error (0 with fewer than two users)."""
+    difference = first - second
+    if len(difference) < 2:
+        return float(difference.mean()) if len(difference) else 0.0, 0.0
+    return float(difference.mean()), float(difference.std(ddof=1) / np.sqrt(len(difference)))
+
+
+def _scored_chunks(
+    scorer: Scorer, split: Split, k: int, users: NDArray[np.int64]
+) -> Iterator[tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.int64], NDArray[np.bool_]]]:
+    """Per chunk of users: the users, their (precision, recall, ndcg, average precision) rows, top-k and validity.
+
+    Lazy, so a time budget stops the scoring between chunks.
+    """
+    n_items = split.train.shape[1]
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    ideal = np.cumsum(discounts)
+    chunk_users = max(1, min(MAX_CHUNK_USERS, CHUNK_SCORES // max(n_items, 1)))
+    for begin in range(0, len(users), chunk_users):
+        chunk = users[begin : begin + chunk_users]
+        scores = np.array(scorer(chunk), dtype=np.float32, copy=True)
+        seen = split.train[chunk].tocoo()
+        scores[seen.row, seen.col] = -np.inf
+        top = _top_k(scores, k)
+        valid = np.take_along_axis(scores, top, axis=1) > -np.inf
+        rows = np.repeat(np.arange(len(chunk)), top.shape[1])
+        relevant = split.relevant[chunk]
+        hits = (np.asarray(relevant[rows, top.ravel()]).reshape(top.shape) > 0) & valid
+        n_relevant = np.diff(relevant.indptr).astype(np.float64)
+        ideal_hits = np.minimum(n_relevant, k).astype(np.int64)
+        hit_count = hits.sum(axis=1)
+        ranks = np.arange(1, top.shape[1] + 1)
+        per_user = np.vstack(
+            (
+                hit_count / k,
+                hit_count / n_relevant,
+                (hits * discounts[: top.shape[1]]).sum(axis=1) / ideal[ideal_hits - 1],
+                (hits * np.cumsum(hits, axis=1) / ranks).sum(axis=1) / ideal_hits,
+            )
+        )
+        yield chunk, per_user, top, valid
 
 
 def _top_k(scores: NDArray[np.float32], k: int) -> NDArray[np.int64]:

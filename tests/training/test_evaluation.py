@@ -9,7 +9,16 @@ from numpy.typing import NDArray
 
 from api.training import assessment, models, tuning
 from api.training.assessment import Budget, assess
-from api.training.evaluation import Protocol, ProtocolError, Split, evaluate, interaction_matrix, temporal_split
+from api.training.evaluation import (
+    Protocol,
+    ProtocolError,
+    Split,
+    evaluate,
+    interaction_matrix,
+    paired_difference,
+    per_user_ndcg,
+    temporal_split,
+)
 from api.training.interactions import Interactions, read_interactions
 from api.training.models import AlsParameters
 from api.training.synthetic import SyntheticSpec, generate, write
@@ -224,3 +233,32 @@ def test_the_trainer_reports_every_baseline_on_the_same_users(synthetic: Interac
     # EASE when it beat the best ALS on validation, else that ALS.
     assert evaluation["chosen"] == ("ease" if result.ease_wins else evaluation["als"]["model"])
     assert evaluation["als"]["model"] in {"als_defaults", "als_tuned"}
+
+
+def test_per_user_ndcg_gives_each_users_value_whose_mean_evaluate_reports() -> None:
+    split = split_of(train=[[0], [2, 4]], relevant=[[1, 3, 5], [0]], items=6)
+    scorer = fixed_scores([[9, 8, 7, 6, 5, 4], [3, 1, 5, 0, 6, 4]])
+    log2 = np.log2
+
+    values = per_user_ndcg(scorer, split, 3, np.array([1, 0], dtype=np.int64))
+
+    assert values.tolist() == pytest.approx([1 / log2(3), (1 + 1 / log2(4)) / (1 + 1 / log2(3) + 1 / log2(4))])
+    assert values.mean() == pytest.approx(evaluate(scorer, split, k=3).ndcg)
+
+
+def test_paired_difference_is_the_mean_difference_and_its_standard_error() -> None:
+    mean, standard_error = paired_difference(np.array([0.5, 0.3, 0.4, 0.2]), np.array([0.4, 0.3, 0.1, 0.2]))
+
+    # Differences 0.1, 0, 0.3, 0: mean 0.1, sample variance (0 + 0.01 + 0.04 + 0.01) / 3 = 0.02.
+    assert mean == pytest.approx(0.1)
+    assert standard_error == pytest.approx(np.sqrt(0.02 / 4))
+
+
+@pytest.mark.parametrize(
+    ("advantage", "standard_error", "ease_wins"),
+    [(0.0133, 0.0030, False), (0.0029, 0.0039, True), (0.0030, 0.0030, True), (-0.002, 0.003, True)],
+)
+def test_ease_is_chosen_unless_als_leads_it_by_more_than_one_standard_error(
+    advantage: float, standard_error: float, ease_wins: bool
+) -> None:
+    assert assessment.Comparison(advantage, standard_error, users=900).ease_wins is ease_wins
