@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from api.model import loader
-from api.model.format import array_file
+from api.model.format import array_file, sha256_of
 from api.model.loader import ModelLoadError, load_model
 from api.model.neighbours import WEIGHTS
 from tests.api.test_loader import copy_model, rewrite_with_valid_checksum
@@ -23,7 +23,7 @@ def _hashing_threads() -> list[str]:
 def hashed(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """Every path the loader hashes, in any thread."""
     seen: list[Path] = []
-    real = loader.sha256_of
+    real = sha256_of
 
     def recording(path: Path) -> str:
         seen.append(path)
