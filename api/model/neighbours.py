@@ -122,10 +122,15 @@ def _float16_keys(block: NDArray[np.float16]) -> tuple[NDArray[np.int16], bool]:
     """Integers in the order of the float16 values (-0.0 and +0.0 equal), and whether every value is finite.
 
     IEEE 754 half: sign bit, then exponent and mantissa whose bits, read as an integer, grow with the magnitude;
-    exponent bits all ones (magnitude >= 0x7C00) is infinity or NaN. So the key is the magnitude, negated when the
-    sign bit is set: (m XOR s) - s with s = 0 or -1.
+    exponent bits all ones (magnitude >= 0x7C00) is infinity or NaN. Without a sign bit set (the usual block: top
+    cosines are positive) the bits are the key; otherwise the key is the magnitude, negated when the sign bit is set:
+    (m XOR s) - s with s = 0 or -1.
     """
     bits = block.view(np.int16)
+    if bits.size == 0:
+        return bits, True
+    if int(bits.min()) >= 0:
+        return bits, int(bits.max()) < 0x7C00
     key = bits & np.int16(0x7FFF)
     finite = int(key.max()) < 0x7C00
     sign = bits >> 15

@@ -98,6 +98,19 @@ def test_float16_weights_are_ordered_as_their_values_including_both_zeros_and_in
     assert np.isinf(values).sum() == 2 and np.isposinf(values[np.argmax(keys[0])])
 
 
+def test_float16_blocks_without_a_sign_bit_take_the_bits_as_keys_and_still_find_nan_and_infinity() -> None:
+    values = _every_float16_but_nan()
+    positive = values[np.signbit(values) == 0]
+    keys, finite = neighbour_files._float16_keys(positive.reshape(1, -1))
+    assert not finite
+    order = np.argsort(positive.astype(np.float64), kind="stable")
+    assert bool((np.diff(keys[0][order].astype(np.int64)) > 0).all())
+    finite_only = positive[np.isfinite(positive)].reshape(1, -1)
+    assert neighbour_files._float16_keys(finite_only)[1]
+    for bad in (np.float16(np.inf), np.float16(np.nan)):
+        assert not neighbour_files._float16_keys(np.append(finite_only, bad).reshape(1, -1))[1]
+
+
 def _float16_lists(weights: list[list[float]]) -> neighbour_files.Neighbours:
     rows = np.asarray(weights, dtype=np.float16)
     count = rows.shape[1]
