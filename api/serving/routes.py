@@ -61,16 +61,17 @@ def model_metadata() -> Response:
 
 @blueprint.get("/v1/users/<user_id>/recommendations")
 def user_recommendations(user_id: str) -> Response:
+    args = request.args
     config = serving_state().config
     problems = FieldProblems()
-    reject_unknown(request.args.keys(), USER_QUERY, "query parameter", problems)
+    _check_query_names(args, USER_QUERY, problems)
     check_id_text(user_id, "user_id", problems)
-    k = parse_query_k(request.args.get("k"), config, "k", problems)
-    exclude_seen = parse_query_flag(request.args.get("exclude_seen"), "exclude_seen", problems, default=True)
-    exclude_ids = query_exclude(request.args, config, problems)
+    k = parse_query_k(args.get("k"), config, "k", problems)
+    exclude_seen = parse_query_flag(args.get("exclude_seen"), "exclude_seen", problems, default=True)
+    exclude_ids = query_exclude(args, config, problems) if "exclude" in args else []
     raise_if_any(problems)
     recommender = _recommender()
-    excluded, _ = recommender.items.find_many(exclude_ids)
+    excluded = recommender.items.find_many(exclude_ids)[0] if exclude_ids else NOTHING
     return json_response({"user_id": user_id, "k": k, **_for_user(recommender, user_id, k, excluded, exclude_seen)})
 
 
