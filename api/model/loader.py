@@ -68,8 +68,13 @@ class LoadedModel:
     neighbours: neighbour_files.Neighbours | None = None
 
 
-def load_model(root: Path, *, index_in_memory: bool = False) -> LoadedModel:
-    """`index_in_memory`: read the ANN indexes into memory (the master, before fork) instead of memory-mapping them."""
+def load_model(root: Path, *, index_in_memory: bool = False, checksum_threads: int | None = None) -> LoadedModel:
+    """`index_in_memory`: read the ANN indexes into memory (the master, before fork) instead of memory-mapping them.
+
+    `checksum_threads`: threads hashing the files ahead (_Checksums). By default every CPU this process may use (up
+    to MAX_CHECKSUM_THREADS) for the start-up load (`index_in_memory`: nothing is served yet, and readiness waits on
+    it), and one for a swap in a serving worker, so that it takes at most one core from the requests, as before.
+    """
     version_dir = _resolve_current(root)
     manifest = _read_manifest(version_dir / MANIFEST_NAME)
     layout = expected_layout(
@@ -78,7 +83,9 @@ def load_model(root: Path, *, index_in_memory: bool = False) -> LoadedModel:
         factors=manifest["factors"],
         seen=manifest["counts"]["seen"],
     )
-    checksums = _Checksums(version_dir, _files_to_read(manifest))
+    if checksum_threads is None:
+        checksum_threads = _usable_cpus() if index_in_memory else 1
+    checksums = _Checksums(version_dir, _files_to_read(manifest), checksum_threads)
     try:
         loaded = {name: _load_array(version_dir, name, manifest, layout[name], checksums) for name in ARRAY_NAMES}
         arrays = ModelArrays(**loaded)
@@ -119,8 +126,10 @@ class _Checksums:
     refused by _check_file). close() waits for the threads, so none is left when uWSGI forks the workers.
     """
 
-    def __init__(self, version_dir: Path, names: Iterable[str]) -> None:
-        self._pool = ThreadPoolExecutor(_checksum_threads(), thread_name_prefix="model-sha256")
+    def __init__(self, version_dir: Path, names: Iterable[str], threads: int) -> None:
+        if threads < 1:
+            raise ValueError(f"checksum threads must be at least 1, not {threads}")
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="model-sha256")
         self._pending: dict[Path, Future[str]] = {}
         for name in names:
             path = version_dir / name
@@ -136,7 +145,7 @@ class _Checksums:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _checksum_threads() -> int:
+def _usable_cpus() -> int:
     return max(1, min(MAX_CHECKSUM_THREADS, len(os.sched_getaffinity(0))))
 
 

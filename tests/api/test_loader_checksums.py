@@ -1,9 +1,12 @@
 """Checksums computed ahead in threads change nothing but the time: same order, same errors, no file read that the
 sequential loader would refuse to read, and no thread left behind for uWSGI's fork."""
 
+import os
 import shutil
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -93,3 +96,28 @@ def test_a_missing_file_is_reported_missing_not_as_a_hashing_error(model_root: P
         load_model(root)
     assert caught.value.path == version / array_file("item_norms")
     assert caught.value.problem.startswith("missing")
+
+
+def test_start_up_hashes_on_every_usable_cpu_and_a_swap_in_one_thread(
+    model_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pools: list[int] = []
+
+    class Recording(ThreadPoolExecutor):
+        def __init__(self, threads: int, **options: Any) -> None:
+            pools.append(threads)
+            super().__init__(threads, **options)
+
+    monkeypatch.setattr(loader, "ThreadPoolExecutor", Recording)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: set(range(64)))
+    load_model(model_root)  # as the watcher swaps a version in: memory-mapped, in a serving worker
+    load_model(model_root, index_in_memory=True)  # as the master starts
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: {3})
+    load_model(model_root, index_in_memory=True)
+    load_model(model_root, checksum_threads=3)
+    assert pools == [1, loader.MAX_CHECKSUM_THREADS, 1, 3]
+
+
+def test_zero_checksum_threads_is_refused(model_root: Path) -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        load_model(model_root, checksum_threads=0)
