@@ -9,6 +9,8 @@ import json
 import math
 import os
 import re
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,8 @@ MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 # Float arrays are checked for NaN and infinity in slices of this many elements (bounded temporary memory).
 FINITE_CHECK_CHUNK = 1 << 22
 FLOAT_ARRAYS = ("user_factors", "item_factors", "item_norms", "item_gramian", "popular_scores")
+# Threads that hash a version's files ahead of the checks, at most; fewer when fewer CPUs are ours.
+MAX_CHECKSUM_THREADS = 4
 
 
 class ModelLoadError(Exception):
@@ -64,8 +68,13 @@ class LoadedModel:
     neighbours: neighbour_files.Neighbours | None = None
 
 
-def load_model(root: Path, *, index_in_memory: bool = False) -> LoadedModel:
-    """`index_in_memory`: read the ANN indexes into memory (the master, before fork) instead of memory-mapping them."""
+def load_model(root: Path, *, index_in_memory: bool = False, checksum_threads: int | None = None) -> LoadedModel:
+    """`index_in_memory`: read the ANN indexes into memory (the master, before fork) instead of memory-mapping them.
+
+    `checksum_threads`: threads hashing the files ahead (_Checksums). By default every CPU this process may use (up
+    to MAX_CHECKSUM_THREADS) for the start-up load (`index_in_memory`: nothing is served yet, and readiness waits on
+    it), and one for a swap in a serving worker, so that it takes at most one core from the requests, as before.
+    """
     version_dir = _resolve_current(root)
     manifest = _read_manifest(version_dir / MANIFEST_NAME)
     layout = expected_layout(
@@ -74,27 +83,82 @@ def load_model(root: Path, *, index_in_memory: bool = False) -> LoadedModel:
         factors=manifest["factors"],
         seen=manifest["counts"]["seen"],
     )
-    loaded = {name: _load_array(version_dir, name, manifest, layout[name]) for name in ARRAY_NAMES}
-    arrays = ModelArrays(**loaded)
-    _check_consistency(version_dir, arrays)
-    _check_finite(version_dir, arrays)
-    items = len(arrays.item_ids)
-    family = _family(version_dir / MANIFEST_NAME, manifest)
-    lookup = _load_neighbours(version_dir, manifest, items)
-    if family == "item_item" and lookup is None:
-        raise ModelLoadError(
-            version_dir / MANIFEST_NAME, f"family item_item but no {neighbour_files.MANIFEST_KEY} entry; retrain"
+    if checksum_threads is None:
+        checksum_threads = _usable_cpus() if index_in_memory else 1
+    checksums = _Checksums(version_dir, _files_to_read(manifest), checksum_threads)
+    try:
+        loaded = {name: _load_array(version_dir, name, manifest, layout[name], checksums) for name in ARRAY_NAMES}
+        arrays = ModelArrays(**loaded)
+        _check_consistency(version_dir, arrays)
+        _check_finite(version_dir, arrays)
+        items = len(arrays.item_ids)
+        family = _family(version_dir / MANIFEST_NAME, manifest)
+        lookup = _load_neighbours(version_dir, manifest, items, checksums)
+        if family == "item_item" and lookup is None:
+            raise ModelLoadError(
+                version_dir / MANIFEST_NAME, f"family item_item but no {neighbour_files.MANIFEST_KEY} entry; retrain"
+            )
+        return LoadedModel(
+            version=manifest["version"],
+            path=version_dir,
+            manifest=manifest,
+            arrays=arrays,
+            ann_index=_load_index(
+                version_dir, manifest, ann.USER_INDEX, items, in_memory=index_in_memory, checksums=checksums
+            ),
+            similar_index=_load_index(
+                version_dir, manifest, ann.SIMILAR_INDEX, items, in_memory=index_in_memory, checksums=checksums
+            ),
+            family=family,
+            neighbours=lookup,
         )
-    return LoadedModel(
-        version=manifest["version"],
-        path=version_dir,
-        manifest=manifest,
-        arrays=arrays,
-        ann_index=_load_index(version_dir, manifest, ann.USER_INDEX, items, index_in_memory),
-        similar_index=_load_index(version_dir, manifest, ann.SIMILAR_INDEX, items, index_in_memory),
-        family=family,
-        neighbours=lookup,
-    )
+    finally:
+        checksums.close()
+
+
+class _Checksums:
+    """The sha256 of a version's files, computed ahead in threads while the loader checks the files before them.
+
+    Hashing is most of a load (1.2 GB at 1M items: about 0.8 s of one core), and hashlib and file reads release the
+    GIL, so it runs beside the value checks and on the other cores. Nothing else moves: every file is still verified
+    before it is opened, in the same order and with the same errors as when it was hashed on the spot. Only regular
+    files inside the version directory are hashed ahead (never a symlink out of it, a device or a FIFO: those are
+    refused by _check_file). close() waits for the threads, so none is left when uWSGI forks the workers.
+    """
+
+    def __init__(self, version_dir: Path, names: Iterable[str], threads: int) -> None:
+        if threads < 1:
+            raise ValueError(f"checksum threads must be at least 1, not {threads}")
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="model-sha256")
+        self._pending: dict[Path, Future[str]] = {}
+        for name in names:
+            path = version_dir / name
+            if _plain_name(name) and path.is_file() and not _outside(path, version_dir):
+                self._pending[path] = self._pool.submit(sha256_of, path)
+
+    def sha256(self, path: Path) -> str:
+        future = self._pending.pop(path, None)
+        return sha256_of(path) if future is None else future.result()
+
+    def close(self) -> None:
+        # A refused version leaves hashes queued: they are dropped, and the ones under way finish first.
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _usable_cpus() -> int:
+    return max(1, min(MAX_CHECKSUM_THREADS, len(os.sched_getaffinity(0))))
+
+
+def _files_to_read(manifest: dict[str, Any]) -> list[str]:
+    """The files load_model reads, in the order it reads them (the hashes are then ready in that order)."""
+    names = [array_file(name) for name in ARRAY_NAMES]
+    if manifest.get(neighbour_files.MANIFEST_KEY) is not None:
+        names += [array_file(name) for name in neighbour_files.NAMES]
+    for spec in ann.INDEX_SPECS:
+        entry = manifest.get(spec.manifest_key)
+        if isinstance(entry, dict) and isinstance(entry.get("file", spec.file), str):
+            names.append(entry.get("file", spec.file))
+    return names
 
 
 def _family(path: Path, manifest: dict[str, Any]) -> str:
@@ -104,7 +168,9 @@ def _family(path: Path, manifest: dict[str, Any]) -> str:
     return str(family)
 
 
-def _load_neighbours(version_dir: Path, manifest: dict[str, Any], items: int) -> neighbour_files.Neighbours | None:
+def _load_neighbours(
+    version_dir: Path, manifest: dict[str, Any], items: int, checksums: _Checksums
+) -> neighbour_files.Neighbours | None:
     """The neighbour lists with the same file checks as every array (listed, checksum, dtype, shape), then values."""
     entry = manifest.get(neighbour_files.MANIFEST_KEY)
     if entry is None:
@@ -118,8 +184,8 @@ def _load_neighbours(version_dir: Path, manifest: dict[str, Any], items: int) ->
         raise ModelLoadError(where, f"{neighbour_files.MANIFEST_KEY}.weights_dtype {dtype!r} is not {allowed}; retrain")
     shape = (items, entry["count"])
     loaded = neighbour_files.Neighbours(
-        indices=_load_array(version_dir, neighbour_files.INDICES, manifest, ("int32", shape)),
-        weights=_load_array(version_dir, neighbour_files.WEIGHTS, manifest, (str(dtype), shape)),
+        indices=_load_array(version_dir, neighbour_files.INDICES, manifest, ("int32", shape), checksums),
+        weights=_load_array(version_dir, neighbour_files.WEIGHTS, manifest, (str(dtype), shape), checksums),
         metric=str(entry.get("metric", "")),
     )
     found = neighbour_files.problem(loaded, items)
@@ -129,7 +195,15 @@ def _load_neighbours(version_dir: Path, manifest: dict[str, Any], items: int) ->
     return loaded
 
 
-def _load_index(version_dir: Path, manifest: dict[str, Any], spec: ann.IndexSpec, items: int, in_memory: bool) -> Any:
+def _load_index(
+    version_dir: Path,
+    manifest: dict[str, Any],
+    spec: ann.IndexSpec,
+    items: int,
+    *,
+    in_memory: bool,
+    checksums: _Checksums,
+) -> Any:
     entry = manifest.get(spec.manifest_key)
     if entry is None:
         return None
@@ -145,7 +219,7 @@ def _load_index(version_dir: Path, manifest: dict[str, Any], spec: ann.IndexSpec
     nprobe = entry.get("nprobe")
     if not isinstance(nprobe, int) or not _count(nprobe) or nprobe < 1:
         raise ModelLoadError(manifest_path, f"{spec.manifest_key}.nprobe {nprobe!r} is not a positive integer; retrain")
-    _check_file(path, entry.get("sha256"))
+    _check_file(path, entry.get("sha256"), checksums)
     try:
         index = ann.read(str(path), nprobe, in_memory=in_memory)
     except Exception as error:  # faiss raises RuntimeError and more; any of them means an unreadable file
@@ -250,8 +324,12 @@ def _plain_name(name: str) -> bool:
 
 def _check_inside(path: Path, version_dir: Path) -> None:
     """A file of a version must be that version's own: a symlink out of the directory is refused."""
-    if path.is_symlink() and path.resolve().parent != version_dir:
+    if _outside(path, version_dir):
         raise ModelLoadError(path, f"is a symlink leading to {path.resolve()}, outside {version_dir}; republish")
+
+
+def _outside(path: Path, version_dir: Path) -> bool:
+    return path.is_symlink() and path.resolve().parent != version_dir
 
 
 def _one_line(error: BaseException) -> str:
@@ -259,14 +337,18 @@ def _one_line(error: BaseException) -> str:
 
 
 def _load_array(
-    version_dir: Path, name: str, manifest: dict[str, Any], expected: tuple[str, tuple[int, ...]]
+    version_dir: Path,
+    name: str,
+    manifest: dict[str, Any],
+    expected: tuple[str, tuple[int, ...]],
+    checksums: _Checksums,
 ) -> np.ndarray[Any, Any]:
     filename = array_file(name)
     path = version_dir / filename
     entry = manifest["files"].get(filename)
     if entry is None:
         raise ModelLoadError(path, f"not listed in {MANIFEST_NAME}; retrain with this release's trainer")
-    _check_file(path, entry.get("sha256"))
+    _check_file(path, entry.get("sha256"), checksums)
     try:
         array: np.ndarray[Any, Any] = np.load(path, mmap_mode="r", allow_pickle=False)
     except Exception as error:  # a damaged header or a truncated file: ValueError, OSError, EOFError, SyntaxError...
@@ -306,14 +388,14 @@ def _check_finite(version_dir: Path, arrays: ModelArrays) -> None:
                 raise ModelLoadError(version_dir / array_file(name), "contains NaN or infinity; retrain")
 
 
-def _check_file(path: Path, expected_sha: object) -> None:
+def _check_file(path: Path, expected_sha: object, checksums: _Checksums) -> None:
     if not path.is_file():
         raise ModelLoadError(path, "missing; the version directory is incomplete, republish it")
     _check_inside(path, path.parent)
     if not isinstance(expected_sha, str) or not SHA256_PATTERN.fullmatch(expected_sha):
         raise ModelLoadError(path, f"manifest sha256 {expected_sha!r} is not 64 hex digits; retrain")
     try:
-        actual_sha = sha256_of(path)
+        actual_sha = checksums.sha256(path)
     except OSError as error:
         raise ModelLoadError(path, f"unreadable ({_one_line(error)}); republish the version") from None
     if actual_sha != expected_sha:

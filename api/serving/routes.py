@@ -5,11 +5,12 @@ from typing import Any
 import numpy as np
 from flask import Blueprint, Response, jsonify, request
 from numpy.typing import NDArray
+from werkzeug.datastructures import MultiDict
 
 from api.contract import LIVENESS_PATH, READINESS_PATH
 from api.serving.openapi import openapi_document
-from api.serving.recommender import Recommender, Scored
-from api.serving.responses import ModelUnavailableError, RawJson, UnknownItemError, dumps, json_response
+from api.serving.recommender import NOTHING, Recommender, Scored
+from api.serving.responses import ModelUnavailableError, RawJson, UnknownItemError, json_response, scored_items
 from api.serving.state import request_recommender, serving_state
 from api.serving.validation import (
     FieldProblems,
@@ -60,33 +61,35 @@ def model_metadata() -> Response:
 
 @blueprint.get("/v1/users/<user_id>/recommendations")
 def user_recommendations(user_id: str) -> Response:
+    args = request.args
     config = serving_state().config
     problems = FieldProblems()
-    reject_unknown(request.args.keys(), USER_QUERY, "query parameter", problems)
+    _check_query_names(args, USER_QUERY, problems)
     check_id_text(user_id, "user_id", problems)
-    k = parse_query_k(request.args.get("k"), config, "k", problems)
-    exclude_seen = parse_query_flag(request.args.get("exclude_seen"), "exclude_seen", problems, default=True)
-    exclude_ids = query_exclude(request.args, config, problems)
+    k = parse_query_k(args.get("k"), config, "k", problems)
+    exclude_seen = parse_query_flag(args.get("exclude_seen"), "exclude_seen", problems, default=True)
+    exclude_ids = query_exclude(args, config, problems) if "exclude" in args else []
     raise_if_any(problems)
     recommender = _recommender()
-    excluded, _ = recommender.items.find_many(exclude_ids)
+    excluded = recommender.items.find_many(exclude_ids)[0] if exclude_ids else NOTHING
     return json_response({"user_id": user_id, "k": k, **_for_user(recommender, user_id, k, excluded, exclude_seen)})
 
 
 @blueprint.get("/v1/items/<item_id>/similar")
 def similar_items(item_id: str) -> Response:
+    args = request.args
     config = serving_state().config
     problems = FieldProblems()
-    reject_unknown(request.args.keys(), SIMILAR_QUERY, "query parameter", problems)
+    _check_query_names(args, SIMILAR_QUERY, problems)
     check_id_text(item_id, "item_id", problems)
-    k = parse_query_k(request.args.get("k"), config, "k", problems)
-    exclude_ids = query_exclude(request.args, config, problems)
+    k = parse_query_k(args.get("k"), config, "k", problems)
+    exclude_ids = query_exclude(args, config, problems) if "exclude" in args else []
     raise_if_any(problems)
     recommender = _recommender()
     item = recommender.items.find(item_id)
     if item is None:
         raise UnknownItemError(item_id)
-    excluded, _ = recommender.items.find_many(exclude_ids)
+    excluded = recommender.items.find_many(exclude_ids)[0] if exclude_ids else NOTHING
     scored = recommender.similar_items(item, k, excluded)
     return json_response({"item_id": item_id, "k": k, "items": _items(recommender, scored)})
 
@@ -133,6 +136,12 @@ def batch_recommendations() -> Response:
     return json_response({"k": k, "results": results})
 
 
+def _check_query_names(args: MultiDict[str, str], allowed: frozenset[str], problems: FieldProblems) -> None:
+    # Most queries name only allowed parameters: a subset test, and reject_unknown's sorting only when one is not.
+    if not args.keys() <= allowed:
+        reject_unknown(args.keys(), allowed, "query parameter", problems)
+
+
 def _recommender() -> Recommender:
     recommender = request_recommender()
     if recommender is None:
@@ -161,6 +170,5 @@ def _for_user(
 
 def _items(recommender: Recommender, scored: Scored) -> RawJson:
     """The scored items as JSON text, serialised once: the answer cache keeps this text (api/serving/cache.py)."""
-    ids = recommender.items.ids_at(scored.indices)
-    scores = np.round(scored.scores.astype(np.float64), 6).tolist()
-    return RawJson(dumps([{"item_id": item_id, "score": score} for item_id, score in zip(ids, scores, strict=True)]))
+    # Scores rounded to 6 decimal places in float64 (numpy's round), as the API has always written them.
+    return scored_items(recommender.items.ids_at(scored.indices), scored.scores.astype(np.float64).round(6).tolist())

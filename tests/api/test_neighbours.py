@@ -80,3 +80,65 @@ def test_a_catalogue_of_one_item_has_empty_rows() -> None:
     assert neighbour_files.neighbour_count(50, 100) == 49
     built = neighbour_files.cosine_exact(clustered(1), 0, "float32")
     assert built.indices.shape == (1, 0)
+
+
+def _every_float16_but_nan() -> NDArray[np.float16]:
+    values = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+    return values[~np.isnan(values)]
+
+
+def test_float16_weights_are_ordered_as_their_values_including_both_zeros_and_infinities() -> None:
+    values = _every_float16_but_nan()
+    keys, finite = neighbour_files._float16_keys(values.reshape(1, -1))
+    assert not finite  # the infinities are among them
+    order = np.argsort(values.astype(np.float64), kind="stable")
+    by_value, by_key = values[order].astype(np.float64), keys[0][order].astype(np.int64)
+    # Keys rise exactly where the values rise and are equal exactly where they are equal (-0.0 == +0.0).
+    np.testing.assert_array_equal(np.sign(np.diff(by_key)), np.sign(np.diff(by_value)))
+    assert np.isinf(values).sum() == 2 and np.isposinf(values[np.argmax(keys[0])])
+
+
+def test_float16_blocks_without_a_sign_bit_take_the_bits_as_keys_and_still_find_nan_and_infinity() -> None:
+    values = _every_float16_but_nan()
+    positive = values[np.signbit(values) == 0]
+    keys, finite = neighbour_files._float16_keys(positive.reshape(1, -1))
+    assert not finite
+    order = np.argsort(positive.astype(np.float64), kind="stable")
+    assert bool((np.diff(keys[0][order].astype(np.int64)) > 0).all())
+    finite_only = positive[np.isfinite(positive)].reshape(1, -1)
+    assert neighbour_files._float16_keys(finite_only)[1]
+    for bad in (np.float16(np.inf), np.float16(np.nan)):
+        assert not neighbour_files._float16_keys(np.append(finite_only, bad).reshape(1, -1))[1]
+
+
+def _float16_lists(weights: list[list[float]]) -> neighbour_files.Neighbours:
+    rows = np.asarray(weights, dtype=np.float16)
+    count = rows.shape[1]
+    indices = np.array([[(item + 1 + column) % (count + 1) for column in range(count)] for item in range(len(rows))])
+    return neighbour_files.Neighbours(indices.astype(np.int32), rows, "cosine")
+
+
+def test_valid_float16_rows_pass_including_ties_zeros_of_both_signs_and_negatives() -> None:
+    lists = _float16_lists([[0.5, 0.5, 0.0, -0.0, -0.25], [0.0, -0.0, 0.0, -1e-7, -65504.0]])
+    assert neighbour_files.problem(lists, 6) is None
+
+
+def test_float16_weights_rising_anywhere_in_a_row_are_refused() -> None:
+    for row in ([0.5, 0.25, 0.2503, 0.1], [-0.0, 1e-7, -1.0, -2.0], [-0.5, -0.25, -1.0, -2.0]):
+        found = neighbour_files.problem(_float16_lists([[0.9, 0.8, 0.7, 0.6], row]), 5)
+        assert found == (neighbour_files.WEIGHTS, "a row's weights are not in non-increasing order; retrain"), row
+
+
+def test_float16_weights_with_nan_or_an_infinity_are_refused() -> None:
+    for bad in (np.nan, np.inf, -np.inf):
+        found = neighbour_files.problem(_float16_lists([[0.9, 0.8, 0.7, 0.6], [0.5, 0.4, 0.3, bad]]), 5)
+        assert found == (neighbour_files.WEIGHTS, "weights are not all finite (NaN or infinity); retrain"), bad
+
+
+def test_indices_out_of_range_on_either_side_are_refused_with_the_range_found() -> None:
+    lists = _float16_lists([[0.9, 0.8], [0.7, 0.6], [0.5, 0.4]])
+    for bad, shown in ((3, "(0..3)"), (-1, "(-1..2)")):
+        damaged = neighbour_files.Neighbours(lists.indices.copy(), lists.weights, "cosine")
+        damaged.indices[1, 1] = bad
+        found = neighbour_files.problem(damaged, 3)
+        assert found == (neighbour_files.INDICES, f"neighbour index outside 0..2 {shown}; retrain"), bad
