@@ -131,8 +131,8 @@ validate: synth  ## terraform init + validate every synthesized stack (offline m
 checkov: synth $(CHECKOV)  ## checkov over each synthesized stack (the WAF check only where the stack has a web ACL)
 	$(PYTHON) -m tools.checkov_stacks
 
-pytest: $(SETUP_STAMP) $(NODE_STAMP) $(ACTIONLINT)  ## the pytest suite, in parallel
-	$(PYTHON) -m tools.check pytest
+pytest: $(SETUP_STAMP) $(NODE_STAMP) $(ACTIONLINT)  ## the pytest suite (xdist) and the emulated deploy, side by side
+	$(PYTHON) -m tools.check pytest deploy
 
 FUZZ_EXAMPLES ?= 20000
 fuzz: $(SETUP_STAMP)  ## hostile-request property test, FUZZ_EXAMPLES random examples (default 20000, ~3 min)
