@@ -14,7 +14,6 @@ IGNORE_FILE = podman.ROOT / "api" / "Dockerfile.dockerignore"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 SERVING_TARGET = "serving"
 TRAIN_TARGET = "train"
-JOBS = 3
 IMAGE_NAMES = {SERVING_TARGET: "localhost/recsys-api:image-test", TRAIN_TARGET: "localhost/recsys-train:image-test"}
 
 
@@ -37,22 +36,16 @@ def image_config(name: str) -> dict[str, object]:
     return config
 
 
-def build(target: str, *, dockerfile: Path = DOCKERFILE, name: str | None = None, every_stage: bool = False) -> Built:
-    """Build a target of api/Dockerfile (or of a variant of it, under another name) from the repository root.
-
-    every_stage: also build the stages the target does not use (into the layer cache, untagged), in parallel with
-    its own, so that building another target afterwards only tags cached layers.
-    """
+def build(target: str, *, dockerfile: Path = DOCKERFILE, name: str | None = None) -> Built:
+    """Build a target of api/Dockerfile (or of a variant of it, under another name) from the repository root."""
     name = name or IMAGE_NAMES[target]
     args = [
         "build",
         "--pull=never",
         "--layers",
-        # Independent stages in parallel (uWSGI's compile beside the builder, the runtime base and the installs):
-        # the two cores are otherwise idle while a stage waits on the network or the disk.
+        # Independent stages (the runtime base beside the builder) in parallel: the machines have two cores.
         "--jobs",
-        str(JOBS),
-        f"--skip-unused-stages={'false' if every_stage else 'true'}",
+        "2",
         "--format",
         "docker",
         "--file",
