@@ -153,17 +153,16 @@ def _remove_tree(path: Path) -> None:
     subprocess.run(["rm", "-rf", "--one-file-system", "--", str(path)], check=False)
 
 
-def _scratch_on_tmpfs(path: Path) -> bool:
+def _scratch_on_tmpfs(path: Path) -> None:
     """Mount a tmpfs for the root file system while it is built. On these machines' disk (ext4 with online discard)
     dpkg's fsync per file and the delete afterwards cost more than the debootstrap itself: measured 105 s on disk
     against 45 s on tmpfs, and 14 s to delete the 370 MB tree. The tree lives in memory only until it is imported.
-    False (the tree stays on disk) where mounting is not allowed."""
-    result = subprocess.run(
+    Where mounting is not allowed the tree stays on disk: slower, same result."""
+    subprocess.run(
         ["mount", "-t", "tmpfs", "-o", f"mode=0755,size={SCRATCH_TMPFS_SIZE}", "recsys-standin", str(path)],
         check=False,
         capture_output=True,
     )
-    return result.returncode == 0
 
 
 def _build_standin(name: str, digest: str) -> None:
