@@ -79,7 +79,18 @@ def test_environments_come_from_the_lock_with_hashes_and_never_the_dev_group() -
     assert "pipenv requirements --hash > serving.txt" in runs
     assert 'pipenv requirements --hash --categories "packages training" > training.txt' in runs
     assert "--dev" not in runs
-    assert runs.count("--require-hashes") == 2
+    # Every install from a requirement file (uWSGI's compile, the serving and the training environments) checks
+    # each artifact against the lock's hashes.
+    installs = [
+        rest
+        for keyword, rest in instructions(DOCKERFILE)
+        if keyword == "RUN" and re.search(r"\bpip\b.*\binstall\b.*\s-r\s", rest)
+    ]
+    assert len(installs) == 3, installs
+    for run in installs:
+        for command in re.split(r"&&", run):
+            if re.search(r"\bpip\b.*\binstall\b.*\s-r\s", command):
+                assert "--require-hashes" in command, command
     pipfile = tomllib.loads((ROOT / "Pipfile").read_text())
     assert "training" in pipfile, "the trainer image installs the Pipfile's [training] category"
 

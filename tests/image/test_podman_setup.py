@@ -1,11 +1,14 @@
 """The project-local podman set-up (no engine needed)."""
 
+import os
 import re
+import subprocess
 import tomllib
+from pathlib import Path
 
 import pytest
 
-from tools.images import podman
+from tools.images import base, podman
 
 
 def test_containers_conf_ulimits_are_the_ones_checked_against_the_host() -> None:
@@ -45,3 +48,24 @@ def test_missing_tools_without_apt_are_named(monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(podman.PodmanUnavailableError, match="missing podman, runc and apt-get could not") as error:
         podman.ensure_available(install=True, standin=False)
     assert "\n" not in str(error.value)
+
+
+def _mount_points() -> list[str]:
+    return [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root (as the stand-in build does)")
+def test_the_stand_in_scratch_tmpfs_is_unmounted_and_removed_with_what_was_mounted_inside(tmp_path: Path) -> None:
+    scratch = tmp_path / "standin"
+    scratch.mkdir()
+    base._scratch_on_tmpfs(scratch)
+    if str(scratch) not in _mount_points():
+        pytest.skip("mount -t tmpfs is not allowed here (the stand-in then builds on disk)")
+    (scratch / "rootfs" / "proc").mkdir(parents=True)
+    (scratch / "rootfs" / "usr").mkdir()
+    (scratch / "rootfs" / "usr" / "file").write_text("x")
+    # What debootstrap leaves mounted in a chroot.
+    subprocess.run(["mount", "-t", "tmpfs", "inner", str(scratch / "rootfs" / "proc")], check=True)
+    base._remove_tree(scratch)
+    assert not scratch.exists()
+    assert not [m for m in _mount_points() if m.startswith(str(scratch))]

@@ -74,6 +74,8 @@ ln -sf /usr/bin/pip3 /usr/local/bin/pip3
 apt-get clean
 rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/*.log /usr/share/doc/* /usr/share/man/*
 """
+# The tmpfs only takes the memory its files use (about 370 MB); the cap stops a runaway install from filling memory.
+SCRATCH_TMPFS_SIZE = "2g"
 STANDIN_DIFFERENCE = (
     "Debian's python3 3.11.2 under /usr/bin (linked into /usr/local/bin), not the official image's source build "
     "under /usr/local; same Debian bookworm, PATH and LANG"
@@ -141,13 +143,26 @@ def _python_version(name: str) -> str:
 
 def _remove_tree(path: Path) -> None:
     """Unmount whatever debootstrap left mounted inside (it mounts /proc and /sys, and may bind the host's /dev when
-    it runs in a container), then delete without crossing into another file system: a plain recursive delete of a
-    chroot with a bind-mounted /dev would delete the host's device nodes."""
-    prefix = str(path.resolve()) + "/"
+    it runs in a container) and the scratch tmpfs itself, then delete without crossing into another file system: a
+    plain recursive delete of a chroot with a bind-mounted /dev would delete the host's device nodes."""
+    top = str(path.resolve())
     mounted = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
-    for point in sorted((m for m in mounted if m.startswith(prefix)), key=len, reverse=True):
+    inside = (m for m in mounted if m == top or m.startswith(top + "/"))
+    for point in sorted(inside, key=len, reverse=True):
         subprocess.run(["umount", "--lazy", point], check=False)
     subprocess.run(["rm", "-rf", "--one-file-system", "--", str(path)], check=False)
+
+
+def _scratch_on_tmpfs(path: Path) -> None:
+    """Mount a tmpfs for the root file system while it is built. On these machines' disk (ext4 with online discard)
+    dpkg's fsync per file and the delete afterwards cost more than the debootstrap itself: measured 105 s on disk
+    against 45 s on tmpfs, and 14 s to delete the 370 MB tree. The tree lives in memory only until it is imported.
+    Where mounting is not allowed the tree stays on disk: slower, same result."""
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"mode=0755,size={SCRATCH_TMPFS_SIZE}", "recsys-standin", str(path)],
+        check=False,
+        capture_output=True,
+    )
 
 
 def _build_standin(name: str, digest: str) -> None:
@@ -156,6 +171,7 @@ def _build_standin(name: str, digest: str) -> None:
     tmp = Path(tempfile.mkdtemp(dir=work, prefix="standin-"))
     rootfs = tmp / "rootfs"
     try:
+        _scratch_on_tmpfs(tmp)
         subprocess.run(
             ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(rootfs), MIRROR],
             check=True,
