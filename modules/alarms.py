@@ -1,4 +1,5 @@
-"""CloudWatch alarms on what users feel (5xx, p99 latency) and on capacity (running < desired tasks)."""
+"""CloudWatch alarms on what users feel (the app's and the load balancer's 5xx, p99 latency) and on capacity (running <
+desired tasks)."""
 
 from dataclasses import dataclass
 
@@ -16,7 +17,8 @@ from modules.errors import Problems
 class ServiceAlarmsProps:
     """name: alarm name prefix. alb_arn_suffix / target_group_arn_suffix: the ALB metrics' dimensions.
     cluster_name / service_name: the Container Insights dimensions. topic_arn: where alarms notify.
-    max_5xx_per_minute: target 5xx responses per minute that count as a breach (default 5).
+    max_5xx_per_minute: target 5xx responses per minute that count as a breach (default 5); the same threshold applies
+    to the 5xx the load balancer itself answers (502/503/504: no healthy target, a target that closed or timed out).
     max_p99_seconds: p99 target response time that counts as a breach (default 0.25 s).
     The 5xx and latency alarms also drive the ECS deployment's alarm-based rollback; UnHealthyHostCount is
     deliberately absent, because every deployment drains targets and would trip it.
@@ -55,6 +57,29 @@ class ServiceAlarms(Construct):
             namespace="AWS/ApplicationELB",
             metric_name="HTTPCode_Target_5XX_Count",
             dimensions=alb,
+            statistic="Sum",
+            period=60,
+            evaluation_periods=3,
+            datapoints_to_alarm=2,
+            threshold=props.max_5xx_per_minute,
+            comparison_operator="GreaterThanThreshold",
+            treat_missing_data="notBreaching",
+            alarm_actions=[props.topic_arn],
+            ok_actions=[props.topic_arn],
+        )
+        # 5xx that the ALB answers itself never reach HTTPCode_Target_5XX_Count: no healthy target (503), a target that
+        # closed the connection without an answer (502: e.g. a request head larger than uWSGI's router can carry, see
+        # api/uwsgi.ini) or did not answer in time (504). HTTPCode_ELB_5XX_Count counts them, per load balancer
+        # (https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-cloudwatch-metrics.html).
+        # It notifies but does not roll deployments back: a new task definition is not the likely cause of these.
+        self.elb_5xx = CloudwatchMetricAlarm(
+            self,
+            "elb-5xx",
+            alarm_name=f"{props.name}-elb-5xx",
+            alarm_description="The load balancer answers 5xx itself (no healthy target, target closed or timed out)",
+            namespace="AWS/ApplicationELB",
+            metric_name="HTTPCode_ELB_5XX_Count",
+            dimensions={"LoadBalancer": props.alb_arn_suffix},
             statistic="Sum",
             period=60,
             evaluation_periods=3,

@@ -69,12 +69,13 @@ def test_every_rule_sends_one_readable_line_to_the_topic(dev: Synth) -> None:
             assert f"<{placeholder}>" in template
 
 
-def test_alarms_watch_5xx_p99_and_missing_tasks_and_notify(dev: Synth) -> None:
+def test_alarms_watch_target_and_alb_5xx_p99_and_missing_tasks_and_notify(dev: Synth) -> None:
     alarms = {
         a["alarm_name"].removeprefix("recsys-dev-"): a for a in resources(dev, "aws_cloudwatch_metric_alarm").values()
     }
-    assert set(alarms) == {"target-5xx", "latency-p99", "tasks-below-desired"}
+    assert set(alarms) == {"target-5xx", "elb-5xx", "latency-p99", "tasks-below-desired"}
     assert alarms["target-5xx"]["metric_name"] == "HTTPCode_Target_5XX_Count"
+    assert alarms["elb-5xx"]["metric_name"] == "HTTPCode_ELB_5XX_Count"
     assert alarms["latency-p99"]["extended_statistic"] == "p99"
     expressions = [q.get("expression") for q in alarms["tasks-below-desired"]["metric_query"]]
     assert "desired - running" in expressions

@@ -126,3 +126,18 @@ def test_scaling_target_is_registered_after_the_service_exists(dev: Synth) -> No
     service = ref(dev, "aws_ecs_service", "service", "name")
     cluster = ref(dev, "aws_ecs_cluster", "cluster", "name")
     assert target["resource_id"] == f"service/{cluster}/{service}"
+
+
+def test_5xx_the_load_balancer_answers_itself_page_but_do_not_roll_back(dev: Synth) -> None:
+    alarm = named(dev, "aws_cloudwatch_metric_alarm", "elb-5xx")
+    assert (alarm["namespace"], alarm["metric_name"], alarm["statistic"]) == (
+        "AWS/ApplicationELB",
+        "HTTPCode_ELB_5XX_Count",
+        "Sum",
+    )
+    # per load balancer: these 5xx never reached a target group
+    assert set(alarm["dimensions"]) == {"LoadBalancer"}
+    assert alarm["threshold"] == named(dev, "aws_cloudwatch_metric_alarm", "target-5xx")["threshold"]
+    assert alarm["alarm_actions"] == alarm["ok_actions"] != []
+    rollback = only(dev, "aws_ecs_service")["alarms"]["alarm_names"]
+    assert ref(dev, "aws_cloudwatch_metric_alarm", "elb-5xx", "alarm_name") not in rollback
