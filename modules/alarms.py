@@ -49,46 +49,20 @@ class ServiceAlarms(Construct):
     def __init__(self, scope: Construct, id_: str, props: ServiceAlarmsProps) -> None:
         super().__init__(scope, id_)
         alb = {"LoadBalancer": props.alb_arn_suffix, "TargetGroup": props.target_group_arn_suffix}
-        self.target_5xx = CloudwatchMetricAlarm(
-            self,
-            "target-5xx",
-            alarm_name=f"{props.name}-target-5xx",
-            alarm_description="The app answers with 5xx: users see errors",
-            namespace="AWS/ApplicationELB",
-            metric_name="HTTPCode_Target_5XX_Count",
-            dimensions=alb,
-            statistic="Sum",
-            period=60,
-            evaluation_periods=3,
-            datapoints_to_alarm=2,
-            threshold=props.max_5xx_per_minute,
-            comparison_operator="GreaterThanThreshold",
-            treat_missing_data="notBreaching",
-            alarm_actions=[props.topic_arn],
-            ok_actions=[props.topic_arn],
+        self.target_5xx = self._count_of_5xx(
+            props, "target-5xx", "HTTPCode_Target_5XX_Count", alb, "The app answers with 5xx: users see errors"
         )
         # 5xx that the ALB answers itself never reach HTTPCode_Target_5XX_Count: no healthy target (503), a target that
         # closed the connection without an answer (502: e.g. a request head larger than uWSGI's router can carry, see
         # api/uwsgi.ini) or did not answer in time (504). HTTPCode_ELB_5XX_Count counts them, per load balancer
         # (https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-cloudwatch-metrics.html).
         # It notifies but does not roll deployments back: a new task definition is not the likely cause of these.
-        self.elb_5xx = CloudwatchMetricAlarm(
-            self,
+        self.elb_5xx = self._count_of_5xx(
+            props,
             "elb-5xx",
-            alarm_name=f"{props.name}-elb-5xx",
-            alarm_description="The load balancer answers 5xx itself (no healthy target, target closed or timed out)",
-            namespace="AWS/ApplicationELB",
-            metric_name="HTTPCode_ELB_5XX_Count",
-            dimensions={"LoadBalancer": props.alb_arn_suffix},
-            statistic="Sum",
-            period=60,
-            evaluation_periods=3,
-            datapoints_to_alarm=2,
-            threshold=props.max_5xx_per_minute,
-            comparison_operator="GreaterThanThreshold",
-            treat_missing_data="notBreaching",
-            alarm_actions=[props.topic_arn],
-            ok_actions=[props.topic_arn],
+            "HTTPCode_ELB_5XX_Count",
+            {"LoadBalancer": props.alb_arn_suffix},
+            "The load balancer answers 5xx itself (no healthy target, target closed or timed out)",
         )
         self.latency_p99 = CloudwatchMetricAlarm(
             self,
@@ -144,3 +118,25 @@ class ServiceAlarms(Construct):
             ],
         )
         self.rollback_alarm_names = [self.target_5xx.alarm_name, self.latency_p99.alarm_name]
+
+    def _count_of_5xx(
+        self, props: ServiceAlarmsProps, id_: str, metric: str, dimensions: dict[str, str], description: str
+    ) -> CloudwatchMetricAlarm:
+        return CloudwatchMetricAlarm(
+            self,
+            id_,
+            alarm_name=f"{props.name}-{id_}",
+            alarm_description=description,
+            namespace="AWS/ApplicationELB",
+            metric_name=metric,
+            dimensions=dimensions,
+            statistic="Sum",
+            period=60,
+            evaluation_periods=3,
+            datapoints_to_alarm=2,
+            threshold=props.max_5xx_per_minute,
+            comparison_operator="GreaterThanThreshold",
+            treat_missing_data="notBreaching",
+            alarm_actions=[props.topic_arn],
+            ok_actions=[props.topic_arn],
+        )
