@@ -5,6 +5,9 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+_NO_INDICES = np.empty(0, dtype=np.int64)
+_NO_INDICES.flags.writeable = False  # shared by every request that names no ids
+
 
 class IdIndex:
     def __init__(self, sorted_ids: NDArray[np.bytes_]) -> None:
@@ -26,6 +29,8 @@ class IdIndex:
 
     def find_many(self, external_ids: Sequence[str]) -> tuple[NDArray[np.int64], list[str]]:
         """Indices of the known ids, and the unknown ids in request order."""
+        if not external_ids:  # the common request names none: no array to build
+            return _NO_INDICES, []
         known: list[int] = []
         unknown: list[str] = []
         for external_id in external_ids:

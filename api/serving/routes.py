@@ -5,11 +5,10 @@ from typing import Any
 import numpy as np
 from flask import Blueprint, Response, jsonify, request
 from numpy.typing import NDArray
-from werkzeug.datastructures import MultiDict
 
 from api.contract import LIVENESS_PATH, READINESS_PATH
 from api.serving.openapi import openapi_document
-from api.serving.recommender import NOTHING, Recommender, Scored
+from api.serving.recommender import Recommender, Scored
 from api.serving.responses import ModelUnavailableError, RawJson, UnknownItemError, json_response, scored_items
 from api.serving.state import request_recommender, serving_state
 from api.serving.validation import (
@@ -64,14 +63,14 @@ def user_recommendations(user_id: str) -> Response:
     args = request.args
     config = serving_state().config
     problems = FieldProblems()
-    _check_query_names(args, USER_QUERY, problems)
+    reject_unknown(args.keys(), USER_QUERY, "query parameter", problems)
     check_id_text(user_id, "user_id", problems)
     k = parse_query_k(args.get("k"), config, "k", problems)
     exclude_seen = parse_query_flag(args.get("exclude_seen"), "exclude_seen", problems, default=True)
-    exclude_ids = query_exclude(args, config, problems) if "exclude" in args else []
+    exclude_ids = query_exclude(args, config, problems)
     raise_if_any(problems)
     recommender = _recommender()
-    excluded = recommender.items.find_many(exclude_ids)[0] if exclude_ids else NOTHING
+    excluded, _ = recommender.items.find_many(exclude_ids)
     return json_response({"user_id": user_id, "k": k, **_for_user(recommender, user_id, k, excluded, exclude_seen)})
 
 
@@ -80,16 +79,16 @@ def similar_items(item_id: str) -> Response:
     args = request.args
     config = serving_state().config
     problems = FieldProblems()
-    _check_query_names(args, SIMILAR_QUERY, problems)
+    reject_unknown(args.keys(), SIMILAR_QUERY, "query parameter", problems)
     check_id_text(item_id, "item_id", problems)
     k = parse_query_k(args.get("k"), config, "k", problems)
-    exclude_ids = query_exclude(args, config, problems) if "exclude" in args else []
+    exclude_ids = query_exclude(args, config, problems)
     raise_if_any(problems)
     recommender = _recommender()
     item = recommender.items.find(item_id)
     if item is None:
         raise UnknownItemError(item_id)
-    excluded = recommender.items.find_many(exclude_ids)[0] if exclude_ids else NOTHING
+    excluded, _ = recommender.items.find_many(exclude_ids)
     scored = recommender.similar_items(item, k, excluded)
     return json_response({"item_id": item_id, "k": k, "items": _items(recommender, scored)})
 
@@ -134,12 +133,6 @@ def batch_recommendations() -> Response:
         {"user_id": user_id, **_for_user(recommender, user_id, k, nothing, exclude_seen)} for user_id in user_ids
     ]
     return json_response({"k": k, "results": results})
-
-
-def _check_query_names(args: MultiDict[str, str], allowed: frozenset[str], problems: FieldProblems) -> None:
-    # Most queries name only allowed parameters: a subset test, and reject_unknown's sorting only when one is not.
-    if not args.keys() <= allowed:
-        reject_unknown(args.keys(), allowed, "query parameter", problems)
 
 
 def _recommender() -> Recommender:
