@@ -1,16 +1,16 @@
 """`make test` (and `make lint` / `make pytest`): the checks CI runs, independent stages overlapped, each timed.
 
-Lint, synth and the bulk of pytest (itself parallel, pytest-xdist) start at once; validate, checkov, the emulated
-deploy and the image tests read synth's output, so they start as soon as synth has succeeded. Each stage's output
-goes to .cache/logs/<stage>.log and is printed whole when all are done, the test stages' last; the very last line
-adds up every test stage's counts (CI reads it).
+Every stage starts at once; a command that reads synth's output (validate, checkov, the emulated deploy, the image
+tests, but not the image build before them) waits until synth has succeeded. Each stage's output goes to
+.cache/logs/<stage>.log and is printed whole when all are done, the test stages' last; the very last line adds up
+every test stage's counts (CI reads it).
 """
 
 import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
@@ -55,11 +55,18 @@ STAGES: dict[str, list[list[str]]] = {
     # The emulated deploy applies the stack synth wrote (about 150 s, mostly the provider's waiters): it starts when
     # synth is done, beside the rest of pytest, instead of waiting for it.
     "deploy": [[*PYTEST, EMULATED_DEPLOY, "-p", "no:cacheprovider", junit("deploy")]],
-    # The image tests build and run containers (podman): a stage of their own, not split across xdist workers.
-    "images": [[*PYTEST, "tests/image", "-p", "no:cacheprovider", "-rs", junit("images")]],
+    # The image tests build and run containers (podman): a stage of their own, not split across xdist workers. The
+    # build (base and both images, about two minutes cold) needs no synth output, so it runs first, beside synth; the
+    # tests then find every layer cached.
+    "images": [
+        [sys.executable, "-m", "tools.images.build"],
+        [*PYTEST, "tests/image", "-p", "no:cacheprovider", "-rs", junit("images")],
+    ],
 }
 TEST_STAGES = ("pytest", "deploy", "images")
-NEEDS_SYNTH = frozenset({"validate", "checkov", "deploy", "images"})
+# Each stage's first command that reads synth's output (cdktf.out): from there on the stage waits for synth to
+# succeed, and stops when it failed.
+READS_SYNTH = {"validate": 0, "checkov": 0, "deploy": 0, "images": 1}
 FULL_RUN = ("synth", "lint", "pytest", "validate", "checkov", "deploy", "images")
 
 
@@ -74,11 +81,18 @@ class Result:
         return LOGS / f"{self.stage}.log"
 
 
-def run_stage(stage: str) -> Result:
+def run_stage(stage: str, synth: "Future[Result | None] | None" = None) -> Result | None:
+    """Run the stage's commands in order until one fails. With `synth` (the synth stage's future), the commands
+    from READS_SYNTH[stage] on wait for it, and the stage ends unreported (None) when synth failed."""
     started = time.monotonic()
     returncode = 0
     with (LOGS / f"{stage}.log").open("w") as log:
-        for command in STAGES[stage]:
+        for index, command in enumerate(STAGES[stage]):
+            if synth is not None and index == READS_SYNTH.get(stage):
+                synthesized = synth.result()
+                if synthesized is None or synthesized.returncode != 0:
+                    log.write("not run: synth failed\n")
+                    return None
             log.write(f"$ {' '.join(Path(part).name if part.startswith('/') else part for part in command)}\n")
             log.flush()
             returncode = subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
@@ -90,14 +104,15 @@ def run_stage(stage: str) -> Result:
 
 
 def run_stages(stages: tuple[str, ...]) -> list[Result]:
-    """Every stage at once, except that those in NEEDS_SYNTH wait for synth when it is one of `stages` (and are
-    skipped when it failed)."""
-    waiting = [stage for stage in stages if stage in NEEDS_SYNTH and "synth" in stages]
+    """Every stage at once; when synth is one of `stages`, the commands that read its output wait for it (and are
+    not run, their stage not reported, when it failed)."""
     with ThreadPoolExecutor(max_workers=len(STAGES)) as pool:
-        futures = {stage: pool.submit(run_stage, stage) for stage in stages if stage not in waiting}
-        if waiting and futures["synth"].result().returncode == 0:
-            futures.update({stage: pool.submit(run_stage, stage) for stage in waiting})
-        return [futures[stage].result() for stage in stages if stage in futures]
+        synth = pool.submit(run_stage, "synth") if "synth" in stages else None
+        futures = {stage: pool.submit(run_stage, stage, synth) for stage in stages if stage != "synth"}
+        if synth is not None:
+            futures["synth"] = synth
+        results = [futures[stage].result() for stage in stages]
+    return [result for result in results if result is not None]
 
 
 def test_counts(results: list[Result]) -> str:

@@ -16,8 +16,6 @@ from tools.images.taskdef import load_stack
 
 ROOT = podman.ROOT
 STACK_FILE = ROOT / "cdktf.out" / "stacks" / "recsys-dev" / "cdk.tf.json"
-# `docker save` of the official base (the CI workflow sets it); without it the stand-in is built.
-BASE_ARCHIVE_ENV = "RECSYS_BASE_IMAGE_ARCHIVE"
 
 _SUMMARY: list[str] = []
 _STARTED = time.monotonic()
@@ -39,7 +37,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 @pytest.fixture(scope="session")
 def engine() -> None:
     try:
-        podman.ensure_available(install=True, standin=not os.environ.get(BASE_ARCHIVE_ENV))
+        podman.ensure_available(install=True, standin=not os.environ.get(base.BASE_ARCHIVE_ENV))
     except podman.PodmanUnavailableError as missing:
         note(f"image tests skipped: {missing}")
         pytest.skip(str(missing))
@@ -47,7 +45,7 @@ def engine() -> None:
 
 @pytest.fixture(scope="session")
 def base_image(engine: None) -> base.Base:
-    archive = os.environ.get(BASE_ARCHIVE_ENV)
+    archive = os.environ.get(base.BASE_ARCHIVE_ENV)
     start = time.monotonic()
     found = base.ensure_base(Path(archive) if archive else None)
     took = time.monotonic() - start
@@ -63,9 +61,8 @@ def base_image(engine: None) -> base.Base:
 
 @pytest.fixture(scope="session")
 def images(base_image: base.Base) -> dict[str, build.Built]:
-    # The trainer first: its build runs every shared stage with the runtime stage beside them (--jobs 2); the
-    # serving build then adds only its final stage.
-    built = {target: build.build(target) for target in (build.TRAIN_TARGET, build.SERVING_TARGET)}
+    # `make test` runs `python -m tools.images.build` first: these builds then find every layer cached.
+    built = build.build_both()
     for item in built.values():
         note(f"image {item.target}: {item.name} {item.size_bytes / 1e6:.0f} MB, built in {item.seconds:.0f} s")
     return built

@@ -1,7 +1,6 @@
 """`make test`'s stage runner: what waits for synth, and the closing line CI reads."""
 
-import threading
-import time
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,25 +24,38 @@ def test_the_closing_line_adds_up_every_test_stage(tmp_path: Path, monkeypatch: 
     assert check.test_counts(results) == "total: 715 passed, 2 failed, 12 skipped"
 
 
-def test_stages_that_read_the_synthesized_stacks_start_only_after_synth(monkeypatch: pytest.MonkeyPatch) -> None:
-    started: dict[str, float] = {}
-    synth_done = threading.Event()
+def _stamp(path: Path, sleep: float = 0.0, exit_code: int = 0) -> list[str]:
+    """A command that sleeps, then writes the time it started into `path` and exits with `exit_code`."""
+    code = f"import sys, time; s = time.monotonic(); time.sleep({sleep}); open({str(path)!r}, 'w').write(str(s))"
+    return [sys.executable, "-c", f"{code}; sys.exit({exit_code})"]
 
-    def fake_run(stage: str) -> check.Result:
-        started[stage] = time.monotonic()
-        if stage == "synth":
-            time.sleep(0.3)
-            synth_done.set()
-        return check.Result(stage, 0, 0.0)
 
-    monkeypatch.setattr(check, "run_stage", fake_run)
+def _fake_stages(tmp_path: Path, synth_exit: int) -> dict[str, list[list[str]]]:
+    stages = {stage: [_stamp(tmp_path / stage)] for stage in check.FULL_RUN}
+    stages["synth"] = [_stamp(tmp_path / "synth", sleep=0.5, exit_code=synth_exit)]
+    stages["images"] = [_stamp(tmp_path / "image-build"), _stamp(tmp_path / "images")]
+    return stages
+
+
+def _started(path: Path) -> float:
+    return float(path.read_text())
+
+
+def test_only_the_commands_that_read_synths_output_wait_for_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(check, "LOGS", tmp_path)
+    monkeypatch.setattr(check, "STAGES", _fake_stages(tmp_path, synth_exit=0))
     results = check.run_stages(check.FULL_RUN)
     assert [result.stage for result in results] == list(check.FULL_RUN)
-    synth_end = started["synth"] + 0.3
-    assert all(started[stage] >= synth_end for stage in check.NEEDS_SYNTH)
-    assert all(started[stage] < synth_end for stage in ("lint", "pytest"))
+    synth_end = _started(tmp_path / "synth") + 0.5
+    assert all(_started(tmp_path / stage) >= synth_end for stage in ("validate", "checkov", "deploy", "images"))
+    assert all(_started(tmp_path / stage) < synth_end for stage in ("lint", "pytest", "image-build"))
 
 
-def test_nothing_that_reads_the_stacks_runs_when_synth_failed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(check, "run_stage", lambda stage: check.Result(stage, 1 if stage == "synth" else 0, 0.0))
-    assert [result.stage for result in check.run_stages(check.FULL_RUN)] == ["synth", "lint", "pytest"]
+def test_nothing_that_reads_the_stacks_runs_when_synth_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(check, "LOGS", tmp_path)
+    monkeypatch.setattr(check, "STAGES", _fake_stages(tmp_path, synth_exit=1))
+    results = check.run_stages(check.FULL_RUN)
+    assert [(result.stage, result.returncode) for result in results] == [("synth", 1), ("lint", 0), ("pytest", 0)]
+    assert (tmp_path / "image-build").is_file()
+    assert not any((tmp_path / stage).is_file() for stage in ("validate", "checkov", "deploy", "images"))
+    assert "not run: synth failed" in (tmp_path / "images.log").read_text()

@@ -21,6 +21,8 @@ from tools.images import podman
 from tools.images.dockerfile import external_bases
 
 DOCKERFILE = podman.ROOT / "api" / "Dockerfile"
+# `docker save` of the official base (the CI workflow sets it); without it the stand-in is built.
+BASE_ARCHIVE_ENV = "RECSYS_BASE_IMAGE_ARCHIVE"
 RECIPE_LABEL = "org.recsys.standin-recipe"
 
 MIRROR = "http://deb.debian.org/debian"
