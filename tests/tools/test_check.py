@@ -59,3 +59,14 @@ def test_nothing_that_reads_the_stacks_runs_when_synth_failed(tmp_path: Path, mo
     assert (tmp_path / "image-build").is_file()
     assert not any((tmp_path / stage).is_file() for stage in ("validate", "checkov", "deploy", "images"))
     assert "not run: synth failed" in (tmp_path / "images.log").read_text()
+
+
+def test_the_image_stage_says_how_far_it_ran_past_the_others() -> None:
+    results = [check.Result("pytest", 0, 300.0), check.Result("deploy", 0, 250.0), check.Result("images", 0, 330.0)]
+    assert (
+        check.images_margin(results)
+        == "  images ended 30 s after the last other stage (its build runs niced beside them)"
+    )
+    results[2] = check.Result("images", 0, 200.0)
+    assert "100 s before" in (check.images_margin(results) or "")
+    assert check.images_margin(results[:2]) is None
