@@ -89,3 +89,32 @@ def test_the_environments_uwsgi_is_the_patched_build() -> None:
     reported = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout.strip()
     expected = uwsgi_build.expected_version(uwsgi_build.locked_pin(LOCK))
     assert reported == expected, f"{binary} is {reported}, not the patched {expected}: run `make setup`"
+
+
+def test_the_sdist_download_requires_the_locks_hashes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pin = uwsgi_build.locked_pin(LOCK)
+    commands: list[list[str]] = []
+
+    def fake_pip(command: list[str], step: str, **_: object) -> None:
+        commands.append(command)
+        (tmp_path / f"uwsgi-{pin.version}.tar.gz").write_bytes(b"what the index served")
+
+    monkeypatch.setattr(uwsgi_build, "_run", fake_pip)
+    # The served file is not the locked one: refused after pip, before anything is unpacked or built.
+    with pytest.raises(uwsgi_build.BuildError, match="is not a hash"):
+        uwsgi_build.download(pin, tmp_path)
+    (command,) = commands
+    assert "--require-hashes" in command and "--no-binary" in command
+    requirement = Path(command[command.index("-r") + 1]).read_text()
+    assert all(f"--hash={digest}" in requirement for digest in pin.hashes)
+
+
+def test_make_setup_and_the_image_build_uwsgi_with_the_same_tool() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    assert "tools/uwsgi_build.py --python $(PYTHON)" in makefile
+    # The sync must not install the stock uWSGI the lock names (it would replace or race the patched one).
+    assert "grep -v '^uwsgi=='" in makefile
+    dockerfile = (ROOT / "api" / "Dockerfile").read_text()
+    assert "tools/uwsgi_build.py --python /opt/venv/bin/python" in dockerfile
+    ignored = (ROOT / "api" / "Dockerfile.dockerignore").read_text().splitlines()
+    assert {"!tools/uwsgi_build.py", "!api/uwsgi"} <= set(ignored)
