@@ -353,6 +353,16 @@ def test_uwsgi_answers_a_pipelined_connection_close_request_then_closes_and_drop
 
 
 @pytest.mark.slow
+def test_uwsgi_ends_a_pipeline_at_an_http_1_0_request_after_answering_it(server: Uwsgi) -> None:
+    # Keep-alive is decided per request: an HTTP/1.0 request (no keep-alive here) after an HTTP/1.1 one ends it.
+    http_1_0 = _user_get(1).replace(b"HTTP/1.1", b"HTTP/1.0")
+    with _Connection(server) as connection:
+        connection.send(_user_get(0) + http_1_0 + _user_get(2))
+        assert _users(connection.answers(None)) == _expected([0, 1]), connection.data
+        assert connection.closed
+
+
+@pytest.mark.slow
 def test_uwsgi_sends_100_continue_to_a_pipelined_post_and_keeps_order(server: Uwsgi) -> None:
     head = SESSION_POST[:POST_HEAD].replace(b"\r\n\r\n", b"\r\nExpect: 100-continue\r\n\r\n")
     with _Connection(server) as connection:
@@ -376,17 +386,17 @@ def test_uwsgi_refuses_a_pipelined_body_over_the_limit_after_answering_what_came
 
 
 @pytest.mark.slow
-def test_uwsgi_answers_a_pipelined_request_whose_head_and_body_fill_the_router_buffer(server: Uwsgi) -> None:
-    # A big head grows the router's read buffer to 64 KiB; the next request's 36 KiB head and 26 KiB body then arrive
-    # in one read. Their uwsgi packet plus body exceeds the 64 KiB packet buffer (stock closed the connection).
+def test_uwsgi_answers_pipelined_requests_with_heads_and_bodies_near_the_router_limits(server: Uwsgi) -> None:
+    # A 60 KiB head grows the router's read buffer to its 64 KiB limit; the next request's 36 KiB head and 26 KiB
+    # body follow in the same stream, and their bytes are held and read across that grown buffer.
     body = SESSION_BODY + b" " * 26_000
     post = (
         "POST /v1/recommendations HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\nCookie: c={'x' * 36_000}\r\n\r\n"
     ).encode() + body
-    first = _user_get(0, f"X-Big: {'x' * 40_000}\r\n")
+    first = _user_get(0, f"X-Big: {'x' * 60_000}\r\n")
     with _Connection(server) as connection:
-        connection.send(first + post[:20_000], post[20_000:] + _user_get(1))
+        connection.send(first + post + _user_get(1))
         assert _users(connection.answers(3)) == ["431", "431", "p000001"], connection.data[:500]
         assert not connection.closed
 
