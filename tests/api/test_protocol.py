@@ -428,9 +428,10 @@ def test_a_pipelining_flood_neither_grows_the_router_nor_slows_other_clients(ser
         assert not flooder.closed
         flooder.sock.shutdown(socket.SHUT_RDWR)
         sender.join(timeout=IO_TIMEOUT_SECONDS)
+    # A client queued behind the flood would wait seconds; CPU contention from other tests slows only the odd probe.
     latencies.sort()
     assert latencies[len(latencies) // 2] < 0.05, latencies
-    assert latencies[-1] < 0.5, latencies
+    assert latencies[int(len(latencies) * 0.95)] < 0.25, latencies
     assert rss_during - rss_before < 1024 * 1024, (rss_before, rss_during)
 
 
