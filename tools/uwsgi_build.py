@@ -109,7 +109,19 @@ def verify(sdist: Path, pin: Pin) -> None:
 
 def unpack(sdist: Path, into: Path) -> Path:
     with tarfile.open(sdist) as archive:
-        archive.extractall(into, filter="data")
+        if hasattr(tarfile, "data_filter"):
+            try:
+                archive.extractall(into, filter="data")
+            except tarfile.FilterError as error:
+                raise BuildError(f"{sdist.name}: refusing to unpack it ({error})") from error
+        else:
+            # Python before 3.11.4 (Debian bookworm's 3.11.2, the image-test stand-in) has no extraction filters:
+            # only regular files and folders inside `into` (the uWSGI sdist has nothing else).
+            for member in archive.getmembers():
+                inside = (into / member.name).resolve().is_relative_to(into.resolve())
+                if not inside or not (member.isfile() or member.isdir()):
+                    raise BuildError(f"{sdist.name}: refusing to unpack {member.name!r} (not a plain file inside)")
+            archive.extractall(into)
     return _only([path for path in into.iterdir() if path.is_dir()], "source directory", into)
 
 

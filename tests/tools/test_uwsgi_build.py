@@ -1,10 +1,12 @@
 """tools/uwsgi_build.py: uWSGI from the lock's hash-checked sdist with the project's patches, in both build chains."""
 
 import hashlib
+import io
 import json
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -118,3 +120,26 @@ def test_make_setup_and_the_image_build_uwsgi_with_the_same_tool() -> None:
     assert "tools/uwsgi_build.py --python /opt/venv/bin/python" in dockerfile
     ignored = (ROOT / "api" / "Dockerfile.dockerignore").read_text().splitlines()
     assert {"!tools/uwsgi_build.py", "!api/uwsgi"} <= set(ignored)
+
+
+def _tarball(path: Path, names: list[str]) -> Path:
+    with tarfile.open(path, "w:gz") as archive:
+        for name in names:
+            info = tarfile.TarInfo(name)
+            info.size = 1
+            archive.addfile(info, io.BytesIO(b"x"))
+    return path
+
+
+@pytest.mark.parametrize("filters", [True, False], ids=["with-extraction-filters", "python-before-3.11.4"])
+def test_unpacking_keeps_every_member_inside_the_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, filters: bool
+) -> None:
+    if not filters:  # the image-test stand-in's Debian Python 3.11.2 has no tarfile.data_filter
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    good = _tarball(tmp_path / "good.tar.gz", ["uwsgi-2.0.31/uwsgi.h"])
+    assert uwsgi_build.unpack(good, tmp_path / "good") == tmp_path / "good" / "uwsgi-2.0.31"
+    evil = _tarball(tmp_path / "evil.tar.gz", ["uwsgi-2.0.31/../../escaped"])
+    with pytest.raises(uwsgi_build.BuildError, match="refusing to unpack"):
+        uwsgi_build.unpack(evil, tmp_path / "evil")
+    assert not (tmp_path / "escaped").exists()
