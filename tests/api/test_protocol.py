@@ -374,6 +374,19 @@ def test_uwsgi_sends_100_continue_to_a_pipelined_post_and_keeps_order(server: Uw
 
 
 @pytest.mark.slow
+def test_uwsgi_sends_no_100_continue_to_a_later_request_on_the_connection(server: Uwsgi) -> None:
+    # Stock 2.0.31 kept the Expect flag for the connection: the next request got a stray 100 Continue.
+    head = SESSION_POST[:POST_HEAD].replace(b"\r\n\r\n", b"\r\nExpect: 100-continue\r\n\r\n")
+    with _Connection(server) as connection:
+        connection.send(head)
+        assert _users(connection.answers(1)) == ["100"], connection.data
+        connection.send(SESSION_BODY)
+        assert _users(connection.answers(2)) == ["100", "-"], connection.data
+        connection.send(_user_get(1))
+        assert _users(connection.answers(3)) == ["100", "-", "p000001"], connection.data
+
+
+@pytest.mark.slow
 def test_uwsgi_refuses_a_pipelined_body_over_the_limit_after_answering_what_came_before(server: Uwsgi) -> None:
     too_big = (
         b"POST /v1/recommendations HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
