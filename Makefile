@@ -26,6 +26,12 @@ UWSGI := $(CURDIR)/.venv/bin/uwsgi
 # Pipfile.lock is the source of truth; pipenv turns it (all three categories) into a hashed requirements file that uv
 # installs several times faster than `pipenv sync`.
 LOCKED_REQUIREMENTS := .cache/requirements/all.txt
+# uWSGI is the one pin built here instead: tools/uwsgi_build.py compiles the lock's hash-checked sdist with
+# api/uwsgi/*.patch (HTTP pipelining), as the image does, so the sync takes every other pin. Built wheels are kept
+# in UWSGI_CACHE: a later setup only reinstalls (the sync removes what is not in its list).
+LOCKED_BUT_UWSGI := .cache/requirements/all-but-uwsgi.txt
+UWSGI_PATCHES := $(wildcard api/uwsgi/*.patch)
+UWSGI_CACHE := .cache/uwsgi
 SETUP_STAMP := .venv/.synced
 NODE_STAMP := node_modules/.installed
 CHECKOV := $(TOOLS)/checkov/bin/checkov
@@ -58,9 +64,15 @@ $(LOCKED_REQUIREMENTS): Pipfile.lock | $(PIPENV)
 	$(PIPENV) requirements --hash --categories "packages training dev-packages" > $@.tmp
 	mv $@.tmp $@
 
-$(SETUP_STAMP): $(LOCKED_REQUIREMENTS) | $(UV)
+$(LOCKED_BUT_UWSGI): $(LOCKED_REQUIREMENTS)
+	grep -q '^uwsgi==' $< || { echo "$<: no uwsgi== line for tools/uwsgi_build.py to replace" >&2; exit 1; }
+	grep -v '^uwsgi==' $< > $@.tmp
+	mv $@.tmp $@
+
+$(SETUP_STAMP): $(LOCKED_BUT_UWSGI) tools/uwsgi_build.py $(UWSGI_PATCHES) | $(UV)
 	[ -x $(PYTHON) ] || $(UV) venv --quiet --python python3 .venv
-	$(UV) pip sync --quiet --python $(PYTHON) --require-hashes $(LOCKED_REQUIREMENTS)
+	$(UV) pip sync --quiet --python $(PYTHON) --require-hashes $(LOCKED_BUT_UWSGI)
+	python3 tools/uwsgi_build.py --python $(PYTHON) --cache $(UWSGI_CACHE)
 	touch $@
 
 $(NODE_STAMP): package-lock.json
@@ -79,7 +91,7 @@ $(ACTIONLINT): tools/actionlint-requirements.txt | $(UV)
 	cp tools/actionlint-requirements.txt $(ACTIONLINT_VENV)/.requirements
 	touch $@
 
-setup: $(SETUP_STAMP) $(NODE_STAMP)  ## install the Python (uv from Pipfile.lock) and npm environments
+setup: $(SETUP_STAMP) $(NODE_STAMP)  ## install the Python (uv from Pipfile.lock; uWSGI patched) and npm environments
 
 # --- the API --------------------------------------------------------------------------------------------------------
 $(DEMO_DATA): api/training/synthetic.py | $(SETUP_STAMP)

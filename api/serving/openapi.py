@@ -205,9 +205,9 @@ def _document(config: ApiConfig) -> dict[str, Any]:
                 "the limit is refused with a plain 413 (`Expect: 100-continue`) or by closing the connection, and a "
                 "request head the router cannot carry closes the connection: a target over the "
                 f"{config.max_request_target_bytes // 1024} KiB limit answers 414 up to about 30 KiB, header fields "
-                f"over the {config.max_header_bytes // 1024} KiB limit answer 431 up to about 60 KiB. Of pipelined "
-                "requests the first is answered and the connection closes. OPTIONS on any path answers 204 with an "
-                "Allow header."
+                f"over the {config.max_header_bytes // 1024} KiB limit answer 431 up to about 60 KiB. Pipelined "
+                "requests on a keep-alive connection are each answered, in order. OPTIONS on any path answers 204 "
+                "with an Allow header."
             ),
         },
         "paths": {

@@ -79,14 +79,18 @@ def test_environments_come_from_the_lock_with_hashes_and_never_the_dev_group() -
     assert "pipenv requirements --hash > serving.txt" in runs
     assert 'pipenv requirements --hash --categories "packages training" > training.txt' in runs
     assert "--dev" not in runs
-    # Every install from a requirement file (uWSGI's compile, the serving and the training environments) checks
-    # each artifact against the lock's hashes.
+    # Every install from a requirement file (the serving and the training environments) checks each artifact
+    # against the lock's hashes; uWSGI's sdist is downloaded with --require-hashes and its sha256 checked again by
+    # tools/uwsgi_build.py (tests/tools/test_uwsgi_build.py), from the lock the stage copies.
     installs = [
         rest
         for keyword, rest in instructions(DOCKERFILE)
         if keyword == "RUN" and re.search(r"\bpip\b.*\binstall\b.*\s-r\s", rest)
     ]
-    assert len(installs) == 3, installs
+    assert len(installs) == 2, installs
+    uwsgi_builds = [rest for keyword, rest in instructions(DOCKERFILE) if "tools/uwsgi_build.py" in rest]
+    assert [keyword for keyword, rest in instructions(DOCKERFILE) if "tools/uwsgi_build.py" in rest] == ["COPY", "RUN"]
+    assert "--lock Pipfile.lock" in uwsgi_builds[-1], uwsgi_builds
     for run in installs:
         for command in re.split(r"&&", run):
             if re.search(r"\bpip\b.*\binstall\b.*\s-r\s", command):
