@@ -42,6 +42,9 @@ class StepResult:
     model_versions: dict[str, int] = field(default_factory=dict)
     # With `slowest` asked for: (scheduled send, answer) on the monotonic clock of that share of the slowest requests.
     slowest_windows: tuple[tuple[float, float], ...] = ()
+    # How late the load generator itself started requests (its event loop's lag behind the schedule, before any
+    # connection was waited for): latency the client added, not the server. 99th percentile, ms.
+    p99_send_lag_ms: float = 0.0
 
 
 def sustained(step: StepResult) -> bool:
@@ -178,6 +181,7 @@ async def _run_step(
     pool = _Connections(host, port, connections, keep_alive=keep_alive)
     latencies: list[float] = []
     answered: list[float] = []
+    lags: list[float] = []
     versions: Counter[str] = Counter()
     errors = 0
     loop = asyncio.get_running_loop()
@@ -187,6 +191,7 @@ async def _run_step(
 
     async def one(raw: bytes, scheduled: float) -> None:
         nonlocal errors
+        lags.append(loop.time() - scheduled)
         try:
             status, version = await pool.request(raw)
         except (OSError, asyncio.IncompleteReadError, ValueError):
@@ -233,6 +238,7 @@ async def _run_step(
         p999_ms=float(np.percentile(values, 99.9)),
         model_versions=dict(versions),
         slowest_windows=windows,
+        p99_send_lag_ms=float(np.percentile(lags, 99) * 1000) if lags else 0.0,
     )
 
 

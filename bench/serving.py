@@ -59,7 +59,8 @@ USERS_BY_ITEMS = {100_000: 100_000, 1_000_000: 200_000}
 def _say(step: StepResult, label: str) -> None:
     print(
         f"  {label:6} offered {step.offered_rps:7.0f}/s  achieved {step.achieved_rps:7.0f}/s  p50 {step.p50_ms:7.2f}  "
-        f"p99 {step.p99_ms:8.2f}  p99.9 {step.p999_ms:8.2f} ms  errors {step.errors}"
+        f"p99 {step.p99_ms:8.2f}  p99.9 {step.p999_ms:8.2f} ms  errors {step.errors}  "
+        f"client send lag p99 {step.p99_send_lag_ms:.2f} ms"
         f"{'' if sustained(step) else '  saturated'}",
         flush=True,
     )

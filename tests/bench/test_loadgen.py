@@ -1,0 +1,53 @@
+"""The load generator against a tiny keep-alive HTTP server: what it counts, and the lag it owns up to."""
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from bench import loadgen
+
+
+class _Ok(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        body = b'{"status":"ok"}'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Model-Version", "v1")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def port() -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+
+
+def test_a_step_counts_answers_and_versions(port: int) -> None:
+    step = loadgen.run_step("127.0.0.1", port, ["/a", "/b"], rate=200, seconds=0.5, connections=4)
+    assert step.completed == 100 and step.errors == 0
+    assert step.model_versions == {"v1": 100}
+    assert step.p99_send_lag_ms < 15
+
+
+def test_a_client_whose_loop_stalls_reports_its_own_send_lag(port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_sleep = asyncio.sleep
+
+    async def stalled_tick(_: float) -> None:
+        await real_sleep(0.03)  # the client's own loop falls 30 ms behind its schedule at every tick
+
+    monkeypatch.setattr(asyncio, "sleep", stalled_tick)
+    step = loadgen.run_step("127.0.0.1", port, ["/a"], rate=200, seconds=0.5, connections=4)
+    assert step.completed == 100
+    assert step.p99_send_lag_ms >= 20, "the lag the client caused must be reported, not left in the server's latency"
