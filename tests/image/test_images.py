@@ -6,6 +6,7 @@ its own, since it ends it.
 """
 
 import json
+import socket
 import threading
 import time
 import tomllib
@@ -181,6 +182,43 @@ def test_real_requests_answer_over_http(serving: tasks.RunningContainer, serving
     assert [len(result["items"]) for result in batch.json()["results"]] == [3, 3]
     assert model.json()["model_version"] == "v1"
     assert spec.json()["openapi"].startswith("3.")
+
+
+def test_the_images_uwsgi_answers_pipelined_requests_in_order(
+    serving: tasks.RunningContainer, serving_def: Container
+) -> None:
+    """The image's uWSGI is the patched build (tools/uwsgi_build.py in the uwsgi-build stage): three requests sent
+    at once on one connection get three answers, in order, and the connection stays open."""
+    serving.wait_ready(within=_grace(serving_def))
+    assert serving.base_url is not None
+    host, port = serving.base_url.removeprefix("http://").rsplit(":", 1)
+    ks = (3, 1, 2)
+    pipelined = b"".join(f"GET /v1/items/{ITEM}/similar?k={k} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode() for k in ks)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(pipelined)
+        received = b""
+        bodies: list[dict[str, Any]] = []
+        while len(bodies) < len(ks):
+            chunk = sock.recv(65536)
+            assert chunk, f"the connection closed after {len(bodies)} of {len(ks)} answers: {received[-300:]!r}"
+            received += chunk
+            bodies = _complete_json_bodies(received)
+    assert [body["k"] for body in bodies] == list(ks)
+    assert [len(body["items"]) for body in bodies] == list(ks)
+
+
+def _complete_json_bodies(data: bytes) -> list[dict[str, Any]]:
+    bodies = []
+    while b"\r\n\r\n" in data:
+        head, _, rest = data.partition(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
+        )
+        if len(rest) < length:
+            break
+        bodies.append(json.loads(rest[:length]))
+        data = rest[length:]
+    return bodies
 
 
 def test_the_task_definition_health_check_passes_inside_the_container(
