@@ -152,48 +152,20 @@ def cache_key(pin: Pin, patches: list[Path], python: Path) -> str:
     return key.hexdigest()[:20]
 
 
+def _pip(python: Path, command: str, *args: str, step: str, env: dict[str, str] | None = None) -> None:
+    """pip (this interpreter's) acting on `python`'s environment, one package, no dependencies."""
+    base = [sys.executable, "-m", "pip", "--python", str(python), command, "--quiet", "--no-deps"]
+    _run([*base, "--disable-pip-version-check", *args], step, env=env)
+
+
 def build_wheel(source: Path, python: Path, into: Path, jobs: int) -> Path:
     env = {**os.environ, "UWSGI_PROFILE_OVERRIDE": f"append_version={VERSION_SUFFIX}", "CPUCOUNT": str(jobs)}
-    _run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "--python",
-            str(python),
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "--no-cache-dir",
-            "--disable-pip-version-check",
-            "-w",
-            str(into),
-            str(source),
-        ],
-        "building uWSGI",
-        env=env,
-    )
+    _pip(python, "wheel", "--no-cache-dir", "-w", str(into), str(source), step="building uWSGI", env=env)
     return _only(list(into.glob("*.whl")), "uWSGI wheel", into)
 
 
 def install(wheel: Path, python: Path, pin: Pin) -> None:
-    _run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "--python",
-            str(python),
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-index",
-            "--force-reinstall",
-            "--disable-pip-version-check",
-            str(wheel),
-        ],
-        "installing the uWSGI wheel",
-    )
+    _pip(python, "install", "--no-index", "--force-reinstall", str(wheel), step="installing the uWSGI wheel")
     binary = python.parent / "uwsgi"
     reported = _run([str(binary), "--version"], f"running {binary}").stdout.strip()
     if reported != expected_version(pin):
