@@ -45,6 +45,8 @@ class StepResult:
     # How late the load generator itself started requests (its event loop's lag behind the schedule, before any
     # connection was waited for): latency the client added, not the server. 99th percentile, ms.
     p99_send_lag_ms: float = 0.0
+    # With `slowest` asked for: the part of those slowest requests' latency that was the client's send lag.
+    slowest_client_share: float = 0.0
 
 
 def sustained(step: StepResult) -> bool:
@@ -182,6 +184,7 @@ async def _run_step(
     latencies: list[float] = []
     answered: list[float] = []
     lags: list[float] = []
+    answered_lags: list[float] = []
     versions: Counter[str] = Counter()
     errors = 0
     loop = asyncio.get_running_loop()
@@ -191,7 +194,8 @@ async def _run_step(
 
     async def one(raw: bytes, scheduled: float) -> None:
         nonlocal errors
-        lags.append(loop.time() - scheduled)
+        lag = loop.time() - scheduled
+        lags.append(lag)
         try:
             status, version = await pool.request(raw)
         except (OSError, asyncio.IncompleteReadError, ValueError):
@@ -201,6 +205,7 @@ async def _run_step(
             now = loop.time()
             latencies.append(now - scheduled)
             answered.append(now)
+            answered_lags.append(lag)
             if version is not None:
                 versions[version] += 1
         else:
@@ -224,10 +229,12 @@ async def _run_step(
     elapsed = max(finished - start, 1e-9)
     values = np.array(latencies) * 1000 if latencies else np.array([float("nan")])
     windows: tuple[tuple[float, float], ...] = ()
+    client_share = 0.0
     if slowest and latencies:
         # asyncio's loop.time() is time.monotonic(), the clock the server-side traces use.
         order = np.argsort(latencies)[-max(1, int(len(latencies) * slowest)) :]
         windows = tuple((answered[i] - latencies[i], answered[i]) for i in order)
+        client_share = sum(answered_lags[i] for i in order) / max(sum(latencies[i] for i in order), 1e-9)
     return StepResult(
         offered_rps=rate,
         achieved_rps=len(latencies) / elapsed,
@@ -239,6 +246,7 @@ async def _run_step(
         model_versions=dict(versions),
         slowest_windows=windows,
         p99_send_lag_ms=float(np.percentile(lags, 99) * 1000) if lags else 0.0,
+        slowest_client_share=client_share,
     )
 
 

@@ -467,20 +467,28 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+RUN_QUEUE_ROLES = ("http", "fastrouter", "worker", "load generator")
+
+
 def _stall_lines(items: int, steps: list[dict[str, Any]]) -> list[str]:
     lines = [
         f"## Stall sources, traced run ({items:,} items; tracing costs CPU, so these latencies are not the targets')",
         "",
         "| share of max | p99 / p99.9 ms | GC pauses >= 0.5 ms (full) | longest GC pause | slowest 1 % overlapping "
-        "a GC pause >= 1 ms | worker recycled |",
-        "|---|---|---|---|---|---|",
+        "a GC pause >= 1 ms | worker recycled | client's send lag in the slowest 1 %'s latency | waiting for a core, "
+        "ms per s: HTTP router / fastrouter / workers / load generator |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for step in steps:
         gc = step["gc"]
+        waits = step.get("run_queue_ms_per_s")
+        waited = " / ".join(f"{waits[role]:.0f}" for role in RUN_QUEUE_ROLES) if waits else "not traced"
+        client = f"{step['slowest_client_share']:.0%}" if "slowest_client_share" in step else "not traced"
         lines.append(
             f"| {step['fraction_of_max']:.0%} | {step['p99_ms']:.1f} / {step['p999_ms']:.1f} "
             f"| {gc['count']} ({gc['full_collections']}) | {gc['max_ms']:.1f} ms "
-            f"| {step['slowest_share_overlapping_gc']:.0%} | {'yes' if step['worker_recycled'] else 'no'} |"
+            f"| {step['slowest_share_overlapping_gc']:.0%} | {'yes' if step['worker_recycled'] else 'no'} "
+            f"| {client} | {waited} |"
         )
     return lines
 

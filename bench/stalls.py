@@ -1,12 +1,17 @@
-"""Where the tail comes from: one traced load run that sets each slow request against the server-side stall sources.
+"""Where the tail comes from: one traced load run that sets each slow request against the stall sources.
 
 uWSGI runs with bench/stalltrace.py imported (every garbage-collection pause of at least 0.5 ms, per process, on the
-monotonic clock the load generator shares). At each step up to 90 % of the maximum, the slowest 1 % of requests are
-checked for overlap with a collection pause of at least 1 ms in any process, and the worker pids before and after
-the step show whether a worker was recycled meanwhile. Tracing costs a little CPU, so this run's latencies are
-reported apart from the measured runs.
+monotonic clock the load generator shares). At each step up to 90 % of the maximum:
+- the slowest 1 % of requests are checked for overlap with a collection pause of at least 1 ms in any process;
+- the worker pids before and after the step show whether a worker was recycled meanwhile;
+- the load generator reports which part of those slowest requests' latency was its own send lag;
+- each process's run-queue wait (/proc/<pid>/schedstat: time runnable but waiting for a core), summed per role
+  (HTTP router, fastrouter, workers, load generator), shows how much of the step everything spent queued for the
+  two cores that server and client share.
+Tracing costs a little CPU, so this run's latencies are reported apart from the measured runs.
 """
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +33,34 @@ CONNECTIONS = 64
 
 def worker_pids(master: int) -> set[int]:
     return {child.pid for child in psutil.Process(master).children() if "worker" in " ".join(child.cmdline())}
+
+
+ROLES = ("http", "fastrouter", "worker")
+
+
+def _role(process: psutil.Process) -> str | None:
+    """uWSGI's process names (auto-procname): "recsys uWSGI worker 1", "recsys uWSGI http 1", ..."""
+    name = " ".join(process.cmdline())
+    return next((role for role in ROLES if f"uWSGI {role}" in name), None)
+
+
+def _run_queue_seconds(pid: int) -> float:
+    # The second field: nanoseconds spent runnable on a run queue, not running (Documentation/scheduler/sched-stats).
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def run_queue_waits(master: int) -> dict[str, float]:
+    """Seconds spent waiting for a core so far, summed per uWSGI role, and by this process (the load generator)."""
+    waits = dict.fromkeys(ROLES, 0.0)
+    for process in psutil.Process(master).children():
+        role = _role(process)
+        if role is not None:
+            waits[role] += _run_queue_seconds(process.pid)
+    waits["load generator"] = _run_queue_seconds(os.getpid())
+    return waits
 
 
 def overlap_share(windows: tuple[tuple[float, float], ...], found: list[dict[str, Any]]) -> float:
@@ -56,6 +89,7 @@ def stall_trace(
             warm_up("127.0.0.1", server.port, paths)
             for fraction in TRACE_FRACTIONS:
                 before = worker_pids(server.pid)
+                waits_before = run_queue_waits(server.pid)
                 started = time.monotonic()
                 step = run_step(
                     "127.0.0.1",
@@ -66,6 +100,9 @@ def stall_trace(
                     connections=CONNECTIONS,
                     slowest=SLOWEST_SHARE,
                 )
+                elapsed = time.monotonic() - started
+                waits_after = run_queue_waits(server.pid)
+                waited = {role: (waits_after[role] - waits_before[role]) * 1000 / elapsed for role in waits_after}
                 found = pauses(Path(trace), started - 0.1, time.monotonic() + 0.1)
                 collections = summary(found)
                 share = overlap_share(step.slowest_windows, found)
@@ -79,12 +116,16 @@ def stall_trace(
                         "gc": collections,
                         "slowest_share_overlapping_gc": share,
                         "worker_recycled": recycled,
+                        "slowest_client_share": step.slowest_client_share,
+                        "run_queue_ms_per_s": waited,
                     }
                 )
                 print(
                     f"  traced {fraction:4.0%}: p99.9 {step.p999_ms:6.1f} ms, GC pauses {collections['count']} "
                     f"(max {collections['max_ms']:.1f} ms, {collections['full_collections']} full), slowest 1 % "
-                    f"overlapping one: {share:.0%}, worker recycled: {recycled}",
+                    f"overlapping one: {share:.0%}, worker recycled: {recycled}, client's part of their latency: "
+                    f"{step.slowest_client_share:.0%}, waiting for a core (ms per s): "
+                    + ", ".join(f"{role} {ms:.0f}" for role, ms in waited.items()),
                     flush=True,
                 )
                 time.sleep(1.5)

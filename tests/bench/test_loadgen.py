@@ -12,6 +12,8 @@ from bench import loadgen
 
 class _Ok(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Head and body leave in two writes: without TCP_NODELAY the body waits for the client's delayed ACK (40 ms).
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         body = b'{"status":"ok"}'
@@ -48,6 +50,12 @@ def test_a_client_whose_loop_stalls_reports_its_own_send_lag(port: int, monkeypa
         await real_sleep(0.03)  # the client's own loop falls 30 ms behind its schedule at every tick
 
     monkeypatch.setattr(asyncio, "sleep", stalled_tick)
-    step = loadgen.run_step("127.0.0.1", port, ["/a"], rate=200, seconds=0.5, connections=4)
+    step = loadgen.run_step("127.0.0.1", port, ["/a"], rate=200, seconds=0.5, connections=4, slowest=0.1)
     assert step.completed == 100
     assert step.p99_send_lag_ms >= 20, "the lag the client caused must be reported, not left in the server's latency"
+    assert step.slowest_client_share > 0.5, "the slowest requests' latency was mostly the client's own lag"
+
+
+def test_a_prompt_client_owns_little_of_its_slowest_requests_latency(port: int) -> None:
+    step = loadgen.run_step("127.0.0.1", port, ["/a"], rate=200, seconds=0.5, connections=4, slowest=0.1)
+    assert 0 <= step.slowest_client_share < 0.9

@@ -3,6 +3,10 @@ the verdicts against the targets (medians over repeated runs) and the generated 
 
 import argparse
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +26,7 @@ from bench.report import (
     write_results,
 )
 from bench.serving import parse_sizes
-from bench.stalls import overlap_share
+from bench.stalls import overlap_share, run_queue_waits
 from bench.stalltrace import pauses, summary
 
 MIB = 2**20
@@ -415,3 +419,26 @@ def test_gc_summary_counts_pauses_full_collections_and_the_longest(tmp_path: Pat
         "over_5_ms": 1,
         "full_collections": 1,
     }
+
+
+def test_run_queue_wait_grows_for_processes_that_share_one_core() -> None:
+    """/proc/<pid>/schedstat's wait, summed per uWSGI role (by process name): two busy "workers" pinned to one core
+    each wait about half the time."""
+    busy = "import time\nend = time.monotonic() + 1.0\nwhile time.monotonic() < end: pass\n"
+    # Children of this process (the stand-in master), named as uWSGI names its workers (exec -a sets argv[0]).
+    workers = [
+        subprocess.Popen(["bash", "-c", f'exec -a "recsys uWSGI worker" {sys.executable} -c "$0"', busy])
+        for _ in range(2)
+    ]
+    try:
+        for worker in workers:
+            os.sched_setaffinity(worker.pid, {0})
+        time.sleep(0.8)
+        waits = run_queue_waits(os.getpid())
+    finally:
+        for process in workers:
+            process.kill()
+            process.wait()
+    assert waits["worker"] > 0.3, waits
+    assert waits["http"] == waits["fastrouter"] == 0.0
+    assert "load generator" in waits
