@@ -30,9 +30,13 @@ def _stamp(path: Path, sleep: float = 0.0, exit_code: int = 0) -> list[str]:
     return [sys.executable, "-c", f"{code}; sys.exit({exit_code})"]
 
 
+# Long enough that the stages which must not wait have started before it ends, even on a busy machine.
+SYNTH_SECONDS = 1.5
+
+
 def _fake_stages(tmp_path: Path, synth_exit: int) -> dict[str, list[list[str]]]:
     stages = {stage: [_stamp(tmp_path / stage)] for stage in check.FULL_RUN}
-    stages["synth"] = [_stamp(tmp_path / "synth", sleep=0.5, exit_code=synth_exit)]
+    stages["synth"] = [_stamp(tmp_path / "synth", sleep=SYNTH_SECONDS, exit_code=synth_exit)]
     stages["images"] = [_stamp(tmp_path / "image-build"), _stamp(tmp_path / "images")]
     return stages
 
@@ -46,7 +50,7 @@ def test_only_the_commands_that_read_synths_output_wait_for_it(tmp_path: Path, m
     monkeypatch.setattr(check, "STAGES", _fake_stages(tmp_path, synth_exit=0))
     results = check.run_stages(check.FULL_RUN)
     assert [result.stage for result in results] == list(check.FULL_RUN)
-    synth_end = _started(tmp_path / "synth") + 0.5
+    synth_end = _started(tmp_path / "synth") + SYNTH_SECONDS
     assert all(_started(tmp_path / stage) >= synth_end for stage in ("validate", "checkov", "deploy", "images"))
     assert all(_started(tmp_path / stage) < synth_end for stage in ("lint", "pytest", "image-build"))
 
