@@ -64,23 +64,16 @@ class ServiceAlarms(Construct):
             {"LoadBalancer": props.alb_arn_suffix},
             "The load balancer answers 5xx itself (no healthy target, target closed or timed out)",
         )
-        self.latency_p99 = CloudwatchMetricAlarm(
-            self,
+        self.latency_p99 = self._alb_alarm(
+            props,
             "latency-p99",
-            alarm_name=f"{props.name}-latency-p99",
-            alarm_description="p99 target response time above the objective",
-            namespace="AWS/ApplicationELB",
-            metric_name="TargetResponseTime",
-            dimensions=alb,
+            "TargetResponseTime",
+            alb,
+            "p99 target response time above the objective",
             extended_statistic="p99",
-            period=60,
             evaluation_periods=5,
             datapoints_to_alarm=3,
             threshold=props.max_p99_seconds,
-            comparison_operator="GreaterThanThreshold",
-            treat_missing_data="notBreaching",
-            alarm_actions=[props.topic_arn],
-            ok_actions=[props.topic_arn],
         )
         insights = {"ClusterName": props.cluster_name, "ServiceName": props.service_name}
         self.tasks_below_desired = CloudwatchMetricAlarm(
@@ -122,6 +115,34 @@ class ServiceAlarms(Construct):
     def _count_of_5xx(
         self, props: ServiceAlarmsProps, id_: str, metric: str, dimensions: dict[str, str], description: str
     ) -> CloudwatchMetricAlarm:
+        return self._alb_alarm(
+            props,
+            id_,
+            metric,
+            dimensions,
+            description,
+            statistic="Sum",
+            evaluation_periods=3,
+            datapoints_to_alarm=2,
+            threshold=props.max_5xx_per_minute,
+        )
+
+    def _alb_alarm(
+        self,
+        props: ServiceAlarmsProps,
+        id_: str,
+        metric: str,
+        dimensions: dict[str, str],
+        description: str,
+        *,
+        evaluation_periods: int,
+        datapoints_to_alarm: int,
+        threshold: float,
+        statistic: str | None = None,
+        extended_statistic: str | None = None,
+    ) -> CloudwatchMetricAlarm:
+        """An alarm on a per-minute ALB metric above `threshold` that notifies on breach and on recovery; one of
+        `statistic` (Sum, Average...) or `extended_statistic` (a percentile such as p99)."""
         return CloudwatchMetricAlarm(
             self,
             id_,
@@ -130,13 +151,14 @@ class ServiceAlarms(Construct):
             namespace="AWS/ApplicationELB",
             metric_name=metric,
             dimensions=dimensions,
-            statistic="Sum",
             period=60,
-            evaluation_periods=3,
-            datapoints_to_alarm=2,
-            threshold=props.max_5xx_per_minute,
+            evaluation_periods=evaluation_periods,
+            datapoints_to_alarm=datapoints_to_alarm,
+            threshold=threshold,
             comparison_operator="GreaterThanThreshold",
             treat_missing_data="notBreaching",
             alarm_actions=[props.topic_arn],
             ok_actions=[props.topic_arn],
+            statistic=statistic,
+            extended_statistic=extended_statistic,
         )
