@@ -13,6 +13,7 @@ from api.model.ids import IdIndex
 from api.model.loader import LoadedModel
 from api.serving.cache import LruCache
 from api.serving.config import ApiConfig
+from api.serving.neighbour_text import NeighbourText
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Recommender:
         self._index = model.ann_index if large else None
         self._similar_index = model.similar_index if large else None
         self._neighbours = model.neighbours
+        self._neighbour_text = NeighbourText.for_lists(arrays.item_ids, model.neighbours)
 
     @classmethod
     def for_config(cls, model: LoadedModel, config: ApiConfig) -> "Recommender":
@@ -116,6 +118,18 @@ class Recommender:
         norms = _safe(self._arrays.item_norms)
         scores = (self._arrays.item_factors @ vector) / (norms * norms[item])
         return _top_k(scores, k, np.fromiter(excluded, dtype=np.int64, count=len(excluded)))
+
+    def similar_text(self, item: int, k: int) -> str | None:
+        """`similar_items(item, k)` with nothing excluded, as the answer's JSON text, when the lists alone answer it
+        and their text tables can write it (api/serving/neighbour_text.py); None sends the request the general way."""
+        text = self._neighbour_text
+        if (
+            text is None
+            or self._neighbours is None
+            or not neighbour_files.covers(self._neighbours, min(k, text.count), k)
+        ):
+            return None
+        return text.items(item, k)
 
     def _by_inner_product(self, query: NDArray[np.float32], k: int, exclude: NDArray[np.int64]) -> Scored:
         if self._index is not None:

@@ -7,6 +7,7 @@ from flask import Blueprint, Response, jsonify, request
 from numpy.typing import NDArray
 
 from api.contract import LIVENESS_PATH, READINESS_PATH
+from api.serving.config import ApiConfig
 from api.serving.openapi import openapi_document
 from api.serving.recommender import Recommender, Scored
 from api.serving.responses import ModelUnavailableError, RawJson, UnknownItemError, json_response, scored_items
@@ -20,6 +21,7 @@ from api.serving.validation import (
     parse_k,
     parse_query_flag,
     parse_query_k,
+    plain_query_k,
     query_exclude,
     raise_if_any,
     reject_unknown,
@@ -60,14 +62,10 @@ def model_metadata() -> Response:
 
 @blueprint.get("/v1/users/<user_id>/recommendations")
 def user_recommendations(user_id: str) -> Response:
-    args = request.args
     config = serving_state().config
     problems = FieldProblems()
-    reject_unknown(args.keys(), USER_QUERY, "query parameter", problems)
     check_id_text(user_id, "user_id", problems)
-    k = parse_query_k(args.get("k"), config, "k", problems)
-    exclude_seen = parse_query_flag(args.get("exclude_seen"), "exclude_seen", problems, default=True)
-    exclude_ids = query_exclude(args, config, problems)
+    k, exclude_seen, exclude_ids = _query(USER_QUERY, config, problems)
     raise_if_any(problems)
     recommender = _recommender()
     excluded, _ = recommender.items.find_many(exclude_ids)
@@ -76,21 +74,22 @@ def user_recommendations(user_id: str) -> Response:
 
 @blueprint.get("/v1/items/<item_id>/similar")
 def similar_items(item_id: str) -> Response:
-    args = request.args
     config = serving_state().config
     problems = FieldProblems()
-    reject_unknown(args.keys(), SIMILAR_QUERY, "query parameter", problems)
     check_id_text(item_id, "item_id", problems)
-    k = parse_query_k(args.get("k"), config, "k", problems)
-    exclude_ids = query_exclude(args, config, problems)
+    k, _, exclude_ids = _query(SIMILAR_QUERY, config, problems)
     raise_if_any(problems)
     recommender = _recommender()
     item = recommender.items.find(item_id)
     if item is None:
         raise UnknownItemError(item_id)
+    text = None if exclude_ids else recommender.similar_text(item, k)
+    if text is not None:
+        return json_response({"item_id": item_id, "k": k, "items": RawJson(text)})
     excluded, _ = recommender.items.find_many(exclude_ids)
-    scored = recommender.similar_items(item, k, excluded)
-    return json_response({"item_id": item_id, "k": k, "items": _items(recommender, scored)})
+    return json_response(
+        {"item_id": item_id, "k": k, "items": _items(recommender, recommender.similar_items(item, k, excluded))}
+    )
 
 
 @blueprint.post("/v1/recommendations")
@@ -133,6 +132,21 @@ def batch_recommendations() -> Response:
         {"user_id": user_id, **_for_user(recommender, user_id, k, nothing, exclude_seen)} for user_id in user_ids
     ]
     return json_response({"k": k, "results": results})
+
+
+def _query(allowed: frozenset[str], config: ApiConfig, problems: FieldProblems) -> tuple[int, bool, list[str]]:
+    """k, exclude_seen and the exclude ids of a GET; `allowed` names the query parameters the route takes."""
+    # PEP 3333 lets a server leave QUERY_STRING out; Werkzeug reads it the same way for request.args.
+    k = plain_query_k(request.environ.get("QUERY_STRING", ""), config)
+    if k is not None:
+        return k, True, []
+    args = request.args
+    reject_unknown(args.keys(), allowed, "query parameter", problems)
+    k = parse_query_k(args.get("k"), config, "k", problems)
+    exclude_seen = True
+    if "exclude_seen" in allowed:
+        exclude_seen = parse_query_flag(args.get("exclude_seen"), "exclude_seen", problems, default=True)
+    return k, exclude_seen, query_exclude(args, config, problems)
 
 
 def _recommender() -> Recommender:
