@@ -38,7 +38,7 @@ def worker_pids(master: int) -> set[int]:
 ROLES = ("http", "fastrouter", "worker")
 
 
-def _role(process: psutil.Process) -> str | None:
+def process_role(process: psutil.Process) -> str | None:
     """uWSGI's process names (auto-procname): "recsys uWSGI worker 1", "recsys uWSGI http 1", ..."""
     name = " ".join(process.cmdline())
     return next((role for role in ROLES if f"uWSGI {role}" in name), None)
@@ -56,7 +56,7 @@ def run_queue_waits(master: int) -> dict[str, float]:
     """Seconds spent waiting for a core so far, summed per uWSGI role, and by this process (the load generator)."""
     waits = dict.fromkeys(ROLES, 0.0)
     for process in psutil.Process(master).children():
-        role = _role(process)
+        role = process_role(process)
         if role is not None:
             waits[role] += _run_queue_seconds(process.pid)
     waits["load generator"] = _run_queue_seconds(os.getpid())
