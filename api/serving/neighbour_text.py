@@ -3,9 +3,9 @@
 A similar-items answer is a slice of one row of the lists, so its text can be put together from two tables instead
 of building a Python float and a formatted string per item: the item ids as they are stored (fixed-width ASCII,
 written into JSON as they are when no byte needs escaping) and one text per float16 bit pattern (65,536 of them,
-655 KB, built in 20 ms before the workers fork; the id check takes 10-14 ms at 1M items). At 1M items that halved
-the cost of the items' text (4.5 us against 9.4 us for the row lookup and `scored_items`, k = 10) and, with the
-query shortcut in `validation.plain_query_k`, cut the route's extra cost over `/health/live` from 40 to 24 us a
+655 KB, built in 20 ms before the workers fork; checking the ids takes 8-10 ms at 1M items). At 1M items that
+halved the cost of the items' text (4.5 us against 9.4 us for the row lookup and `scored_items`, k = 10) and, with
+the query shortcut in `validation.plain_query_k`, cut the route's extra cost over `/health/live` from 40 to 24 us a
 request in process (`python -m bench.inprocess`; docs/api.md has the breakdown).
 
 The text is byte for byte what `responses.scored_items` writes for the same row (scores widened to float32, then
@@ -32,6 +32,7 @@ _NOT_JSON = b"\xff"
 # What JSON writes as it is (json.dumps' ASCII mode escapes `"`, `\`, control characters, DEL and beyond).
 _FIRST_PLAIN, _LAST_PLAIN = 0x20, 0x7E
 _ESCAPED = (ord('"'), ord("\\"))
+_CHECK_ROWS = 1 << 16
 
 
 @functools.cache
@@ -48,8 +49,14 @@ def float16_score_texts() -> NDArray[np.bytes_]:
 
 def ids_are_plain(ids: NDArray[np.bytes_]) -> bool:
     """Whether every id is printable ASCII without `"` or `\\` (NUL only as the array's trailing padding)."""
-    if ids.dtype.itemsize == 0 or len(ids) == 0:
-        return True
+    width = ids.dtype.itemsize
+    # In blocks, so that a model swap inside a worker never holds more than a few MB of masks for long ids.
+    return width == 0 or all(
+        _plain_block(ids[start : start + _CHECK_ROWS]) for start in range(0, len(ids), _CHECK_ROWS)
+    )
+
+
+def _plain_block(ids: NDArray[np.bytes_]) -> bool:
     raw = np.ascontiguousarray(ids).view(np.uint8).reshape(len(ids), ids.dtype.itemsize)
     padding = raw == 0
     # Padding is a suffix of each row: once a NUL, always a NUL (an id with a NUL inside it would lose it).

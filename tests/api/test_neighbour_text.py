@@ -194,3 +194,10 @@ def test_the_query_shortcut_reads_k_as_the_general_parser_or_leaves_the_query_to
     if shortcut is not None:
         assert not problems.details and shortcut == general
     assert (shortcut is not None) is (query in ("", "k=1", "k=10", "k=010", "k=100", "k=101", "k=999999999"))
+
+
+def test_an_id_that_needs_escaping_is_found_past_the_first_block_of_the_check() -> None:
+    ids = np.asarray([f"{index:06d}".encode() for index in range(70_000)], dtype=np.bytes_)
+    assert ids_are_plain(ids)
+    ids[69_999] = b'99"999'
+    assert not ids_are_plain(ids)
