@@ -8,7 +8,6 @@ peak (glibc keeping freed buffers for reuse) grows less each round and levels of
     python -m bench.connection_bursts --model bench/results/models/<a model root> [--rounds 40] [--connections 1500]
 """
 
-import argparse
 import socket
 import tempfile
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 import psutil
 
 from api.contract import LIVENESS_PATH
+from bench.cli import model_parser, require_at_least_one
 from bench.server import start_uwsgi, stop
 from bench.stalls import process_role
 
@@ -76,14 +76,11 @@ def report_lines(figures: list[dict[str, float]]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.connection_bursts", description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--model", type=Path, required=True, help="a model directory (MODEL_DIR) with `current`")
-    parser.add_argument("--rounds", type=int, default=40)
+    parser = model_parser("python -m bench.connection_bursts", __doc__ or "", rounds=40)
     parser.add_argument("--connections", type=int, default=1500, help="simultaneous connections a burst")
     parser.add_argument("--half-heads", action="store_true", help="send half a request head instead of a request")
     args = parser.parse_args(argv)
-    if args.rounds < 1 or args.connections < 1:
-        parser.error("--rounds and --connections must be at least 1")
+    require_at_least_one(parser, args, "rounds", "connections")
     print("\n".join(report_lines(run(args.model, args.rounds, args.connections, half_heads=args.half_heads))))
 
 

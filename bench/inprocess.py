@@ -11,7 +11,6 @@ Zipf-distributed with 10 % unknown, as `make bench` sends them.
     python -m bench.inprocess --model bench/results/models/<synthetic 1M model> [--rounds 5] [--requests 10000]
 """
 
-import argparse
 import io
 import os
 import statistics
@@ -28,6 +27,7 @@ from api.contract import LIVENESS_PATH
 from api.model.loader import load_model
 from api.serving.app import create_app
 from api.serving.config import ApiConfig
+from bench.cli import model_parser, require_at_least_one
 from bench.server import item_paths, user_paths
 
 
@@ -136,14 +136,11 @@ def report_lines(costs: dict[str, dict[str, float]], loads: dict[str, dict[str, 
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--model", type=Path, required=True, help="a model directory (MODEL_DIR) with `current`")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser = model_parser("python -m bench.inprocess", __doc__ or "", rounds=5)
     parser.add_argument("--requests", type=int, default=10_000, help="requests per endpoint and round")
     parser.add_argument("--skip-load", action="store_true", help="leave out the load-time rounds")
     args = parser.parse_args(argv)
-    if args.rounds < 1 or args.requests < 1:
-        parser.error("--rounds and --requests must be at least 1")
+    require_at_least_one(parser, args, "rounds", "requests")
     costs = request_costs(args.model, args.rounds, args.requests)
     loads = {} if args.skip_load else load_times(args.model, args.rounds)
     print("\n".join(report_lines(costs, loads)))

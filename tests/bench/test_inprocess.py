@@ -4,17 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from api.model.format import publish_model
 from bench.inprocess import main, report_lines, request_costs, spread
-from bench.model import synthetic_arrays
-
-
-@pytest.fixture(scope="module")
-def small_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("models")
-    metadata = {"created_at": "2026-01-01T00:00:00+00:00", "algorithm": {"name": "synthetic", "parameters": {}}}
-    publish_model(root, "v1", synthetic_arrays(items=2_000, users=500, factors=8), metadata)
-    return root
 
 
 def test_each_endpoint_is_measured_over_answered_requests(small_model: Path) -> None:
