@@ -20,6 +20,7 @@ import functools
 import numpy as np
 from numpy.typing import NDArray
 
+from api.model import neighbours as neighbour_files
 from api.model.neighbours import Neighbours
 
 _OPEN = '[{"item_id":"'
@@ -71,10 +72,10 @@ def _plain_block(ids: NDArray[np.bytes_]) -> bool:
 class NeighbourText:
     def __init__(self, ids: NDArray[np.bytes_], neighbours: Neighbours) -> None:
         self._ids = ids
+        self._lists = neighbours
         self._indices = neighbours.indices
         self._weight_bits = neighbours.weights.view(np.uint16)
         self._scores = float16_score_texts()
-        self.count = neighbours.count
 
     @classmethod
     def for_lists(cls, ids: NDArray[np.bytes_], neighbours: Neighbours | None) -> "NeighbourText | None":
@@ -83,8 +84,11 @@ class NeighbourText:
             return None
         return cls(ids, neighbours)
 
-    def items(self, item: int, k: int) -> str:
-        """The first min(k, row length) neighbours of `item` as `[{"item_id": ..., "score": ...}, ...]`."""
+    def items(self, item: int, k: int) -> str | None:
+        """The first k neighbours of `item` as `[{"item_id": ..., "score": ...}, ...]`; None when the row is shorter
+        than k and the lists do not hold the whole catalogue (`neighbours.covers`: then more is found elsewhere)."""
+        if not neighbour_files.covers(self._lists, min(k, self._lists.count), k):
+            return None
         ids = self._ids[self._indices[item, :k]].tolist()
         scores = self._scores[self._weight_bits[item, :k]].tolist()
         if not ids:

@@ -122,14 +122,7 @@ class Recommender:
     def similar_text(self, item: int, k: int) -> str | None:
         """`similar_items(item, k)` with nothing excluded, as the answer's JSON text, when the lists alone answer it
         and their text tables can write it (api/serving/neighbour_text.py); None sends the request the general way."""
-        text = self._neighbour_text
-        if (
-            text is None
-            or self._neighbours is None
-            or not neighbour_files.covers(self._neighbours, min(k, text.count), k)
-        ):
-            return None
-        return text.items(item, k)
+        return None if self._neighbour_text is None else self._neighbour_text.items(item, k)
 
     def _by_inner_product(self, query: NDArray[np.float32], k: int, exclude: NDArray[np.int64]) -> Scored:
         if self._index is not None:

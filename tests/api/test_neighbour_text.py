@@ -59,7 +59,20 @@ def test_k_up_to_and_beyond_the_row_takes_the_rows_first_k_items(k: int) -> None
     text = NeighbourText.for_lists(ids, lists)
     assert text is not None
     assert text.items(0, k) == _general_text(ids, lists, 0, k)
-    assert json.loads(text.items(0, k))[0] == {"item_id": "bb", "score": 0.5}
+    assert json.loads(text.items(0, k) or "null")[0] == {"item_id": "bb", "score": 0.5}
+
+
+def test_past_a_row_that_does_not_hold_the_whole_catalogue_the_text_leaves_the_answer_to_the_general_path() -> None:
+    ids = np.asarray([b"a", b"b", b"c", b"d"])
+    lists = Neighbours(
+        indices=np.asarray([[1, 2], [0, 2], [0, 1], [0, 1]], np.int32),
+        weights=np.full((4, 2), 0.5, np.float16),
+        metric="cosine",
+    )
+    text = NeighbourText.for_lists(ids, lists)
+    assert text is not None
+    assert text.items(0, 2) is not None
+    assert text.items(0, 3) is None
 
 
 def test_an_empty_row_is_an_empty_list() -> None:
@@ -80,7 +93,7 @@ def test_a_non_finite_weight_raises_a_value_error_as_the_general_path_does(bad: 
         text.items(0, 2)
     with pytest.raises(ValueError):
         _general_text(np.asarray([b"a", b"b"]), lists, 0, 2)
-    assert json.loads(text.items(0, 1)) == [{"item_id": "b", "score": 1.0}]
+    assert json.loads(text.items(0, 1) or "null") == [{"item_id": "b", "score": 1.0}]
 
 
 @pytest.mark.parametrize(
