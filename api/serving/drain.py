@@ -10,10 +10,12 @@ when SIGTERM arrives, so no new requests keep the queue busy; the grace period b
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from api.contract import SHUTDOWN_GRACE_SECONDS
 from api.serving.logs import APP_LOGGER
+from api.serving.unix_backlog import pending_connections, socket_name
 
 # uWSGI signal number the master routes SIGTERM to (uwsgi_route_signal takes the unix number: 15).
 DRAIN_SIGNAL = 15
@@ -39,10 +41,11 @@ def _drain_then_stop(_: int) -> None:
 
     logger = logging.getLogger(APP_LOGGER)
     logger.info("SIGTERM: draining queued requests before the graceful shutdown")
+    queue = _queue_reader(uwsgi, logger)
     started = time.monotonic()
     quiet = 0
     while quiet < QUIET_POLLS and time.monotonic() - started < DRAIN_LIMIT_SECONDS:
-        quiet = quiet + 1 if _idle(uwsgi) else 0
+        quiet = quiet + 1 if _workers_idle(uwsgi) and queue() == 0 else 0
         time.sleep(POLL_SECONDS)
     logger.info("drained in %.2f s; graceful shutdown", time.monotonic() - started)
     fifo = _text(uwsgi.opt["master-fifo"])
@@ -50,9 +53,29 @@ def _drain_then_stop(_: int) -> None:
         master.write(b"q")
 
 
-def _idle(uwsgi: Any) -> bool:
-    busy = any(_text(worker.get("status")) == "busy" for worker in uwsgi.workers())
-    return not busy and int(uwsgi.listen_queue()) == 0
+def _workers_idle(uwsgi: Any) -> bool:
+    return not any(_text(worker.get("status")) == "busy" for worker in uwsgi.workers())
+
+
+def _queue_reader(uwsgi: Any, logger: logging.Logger) -> Callable[[], int]:
+    """Reads the accept queue of the workers' unix socket (uwsgi.ini) from the kernel."""
+    name = socket_name(_text(uwsgi.opt["socket"]))
+    unreadable = False
+
+    def queued() -> int:
+        nonlocal unreadable
+        if unreadable:
+            return 0
+        try:
+            return pending_connections(name)
+        except OSError as error:
+            # Still safe, only less sure: an idle synchronous worker waits in accept(), so a queue with every worker
+            # idle lasts one wake-up, and QUIET_POLLS idle polls in a row outlast it.
+            logger.error("cannot read the workers' accept queue (%s); draining on worker status alone", error)
+            unreadable = True
+            return 0
+
+    return queued
 
 
 def _text(value: Any) -> str:

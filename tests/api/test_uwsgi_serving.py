@@ -5,6 +5,7 @@ import json
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -16,6 +17,7 @@ import requests
 from api.contract import SHUTDOWN_GRACE_SECONDS
 from api.serving.config import ANSWER_CACHE_SIZE_ENV
 from api.serving.healthcheck import probe
+from api.serving.unix_backlog import pending_connections, socket_name
 from tests.api.test_loader import _flip_a_byte, _garbage_array, _remove_pointer, copy_model
 from tools.testkit.load import SteadyLoad
 from tools.testkit.processes import free_port
@@ -88,6 +90,39 @@ def test_sigterm_under_steady_load_fails_no_request(model_root: Path, tmp_path: 
     assert len(load.outcomes) >= 60
     assert load.failures() == [], load.failures()[:5]
     assert "drained in" in server.output()
+
+
+@pytest.mark.timeout(90)
+def test_requests_queued_on_the_workers_socket_are_counted_and_served_after_sigterm(
+    model_root: Path, tmp_path: Path
+) -> None:
+    """The drain's reading (sock_diag, by the name uwsgi.ini gives the workers' socket) counts the queued requests."""
+    with running(model_root, tmp_path / "uwsgi.log", module="tests.api.slow_wsgi:application") as server:
+        address = socket_name(server.workers_socket)
+        assert pending_connections(address) == 0
+        responses: list[requests.Response | BaseException] = []
+
+        def slow_request() -> None:
+            try:
+                responses.append(requests.get(server.url + RECOMMEND, headers={"X-Test-Delay": "2"}, timeout=30))
+            except requests.RequestException as error:
+                responses.append(error)
+
+        clients = [threading.Thread(target=slow_request) for _ in range(5)]
+        for client in clients:
+            client.start()
+        # Two requests hold the two workers; the fastrouter has connected the other three to the workers' socket.
+        deadline = time.monotonic() + 10
+        while pending_connections(address) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert pending_connections(address) == 3
+        server.process.send_signal(signal.SIGTERM)
+        for client in clients:
+            client.join(timeout=30)
+        assert server.process.wait(timeout=SHUTDOWN_GRACE_SECONDS + 5) == 0
+    assert [getattr(response, "status_code", response) for response in responses] == [200] * 5
+    assert "drained in" in server.output()
+    assert "cannot read the workers' accept queue" not in server.output()
 
 
 def _missing_dir(model_root: Path, tmp_path: Path) -> tuple[Path, Path]:
