@@ -16,6 +16,7 @@ from api.contract import (
     APP_UID,
     CONTAINER_MODEL_DIR,
     HEALTHCHECK_COMMAND,
+    LISTEN_BACKLOG,
     MODEL_DIR_ENV,
     SHUTDOWN_GRACE_SECONDS,
     WORKER_MERCY_SECONDS,
@@ -157,6 +158,11 @@ def app_container(props: AppTaskProps) -> dict[str, Any]:
             *({"sourceVolume": volume_name(path), "containerPath": path, "readOnly": False} for path in writable),
         ],
         "linuxParameters": {"initProcessEnabled": True},
+        # uWSGI refuses to start with a `listen` above net.core.somaxconn (contract LISTEN_BACKLOG), so the limit is
+        # set, not assumed. A namespaced sysctl, supported on Fargate from platform 1.4.0; in awsvpc mode it applies
+        # to the whole task, and only this container sets one:
+        # https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_SystemControl.html
+        "systemControls": [{"namespace": "net.core.somaxconn", "value": str(LISTEN_BACKLOG)}],
         "healthCheck": {
             "command": ["CMD", *HEALTHCHECK_COMMAND],
             "interval": 10,

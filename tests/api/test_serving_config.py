@@ -5,6 +5,7 @@ from pathlib import Path
 from api.contract import (
     APP_PORT,
     KEEPALIVE_TIMEOUT_SECONDS,
+    LISTEN_BACKLOG,
     MAX_BODY_BYTES,
     SHUTDOWN_GRACE_SECONDS,
     WORKERS_ENV,
@@ -82,7 +83,7 @@ def test_uwsgi_runs_single_threaded_blas_and_bounded_workers() -> None:
     assert pairs[pairs.index(("if-env", WORKERS_ENV)) + 1] == ("workers", "%(_)")
     assert int(ini_value("max-requests")) > 0
     assert int(ini_value("max-requests-delta")) > 0
-    assert int(ini_value("listen")) >= 128
+    assert int(ini_value("listen")) == LISTEN_BACKLOG
 
 
 def test_workers_take_every_request_head_the_http_router_can_carry() -> None:

@@ -62,6 +62,7 @@ def trainer_def(stack: dict[str, Any], serving_def: Container) -> Container:
         health_check=None,
         stop_timeout=serving_def.stop_timeout,
         ulimits=serving_def.ulimits,
+        sysctls=serving_def.sysctls,
         container_ports=(),
         init_process=serving_def.init_process,
     )

@@ -54,6 +54,7 @@ APP = {
     "linuxParameters": {"initProcessEnabled": True},
     "healthCheck": {"command": ["CMD-SHELL", "curl -sf http://127.0.0.1/ || exit 1"], "interval": 10},
     "ulimits": [{"name": "nofile", "softLimit": 1024, "hardLimit": 2048}],
+    "systemControls": [{"namespace": "net.core.somaxconn", "value": "4096"}],
 }
 
 
@@ -83,6 +84,7 @@ def test_podman_arguments_carry_every_setting_fargate_applies() -> None:
     assert "--env A=1 --env B=2" in joined
     assert "--volume /h/efs:/mnt/models:ro" in joined and "--volume /h/tmp:/tmp " in joined
     assert "--ulimit nofile=1024:2048" in joined
+    assert "--sysctl net.core.somaxconn=4096" in joined
     assert "--publish 127.0.0.1:18080:8080" in joined
     assert "--stop-timeout 35" in joined
     assert args[-2:] == ["img", "--x"]

@@ -12,6 +12,7 @@ from api.contract import (
     APP_PORT,
     APP_UID,
     CONTAINER_MODEL_DIR,
+    LISTEN_BACKLOG,
     MODEL_DIR_ENV,
     SHUTDOWN_GRACE_SECONDS,
     WORKER_MERCY_SECONDS,
@@ -123,6 +124,19 @@ def test_app_stop_timeout_covers_the_drain_and_the_worker_mercy(dev: Synth) -> N
     stop_timeout = containers(dev)[ROUTER.app_container_name]["stopTimeout"]
     worst_case = SHUTDOWN_GRACE_SECONDS + max(uwsgi_mercies())
     assert worst_case < stop_timeout <= 120
+
+
+def test_the_task_lets_uwsgi_listen_with_the_contract_backlog(dev: Synth, prod: Synth) -> None:
+    # uWSGI exits at start when its `listen` exceeds net.core.somaxconn; uwsgi.ini is held to LISTEN_BACKLOG by
+    # tests/api/test_serving_config.py. Only one container sets systemControls: in awsvpc they apply task-wide.
+    for stack in (dev, prod):
+        task = containers(stack)
+        assert task[ROUTER.app_container_name]["systemControls"] == [
+            {"namespace": "net.core.somaxconn", "value": str(LISTEN_BACKLOG)}
+        ]
+        assert [name for name, container in task.items() if "systemControls" in container] == [
+            ROUTER.app_container_name
+        ]
 
 
 def test_router_outlives_its_drain_grace_and_exit(dev: Synth) -> None:

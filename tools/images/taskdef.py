@@ -1,6 +1,6 @@
 """A container of a synthesized task definition, read from cdk.tf.json, and the podman arguments that run it as
 Fargate would. Nothing here retypes a setting: user, read-only root, volumes, mounts, environment, entry point,
-command, health check, stop timeout, ulimits, init process and ports all come from the synthesized JSON.
+command, health check, stop timeout, ulimits, sysctls, init process and ports all come from the synthesized JSON.
 """
 
 import json
@@ -75,6 +75,8 @@ class Container:
     health_check: HealthCheck | None
     stop_timeout: int
     ulimits: tuple[Ulimit, ...]
+    # systemControls: namespaced kernel parameters, (name, value).
+    sysctls: tuple[tuple[str, str], ...]
     container_ports: tuple[int, ...]
     init_process: bool
     grace_period_seconds: int | None = None
@@ -188,6 +190,7 @@ def containers(stack: dict[str, Any]) -> list[Container]:
                         Ulimit(item["name"], int(item["softLimit"]), int(item["hardLimit"]))
                         for item in raw.get("ulimits", [])
                     ),
+                    sysctls=tuple((item["namespace"], item["value"]) for item in raw.get("systemControls", [])),
                     container_ports=tuple(int(m["containerPort"]) for m in raw.get("portMappings", [])),
                     init_process=bool((raw.get("linuxParameters") or {}).get("initProcessEnabled", False)),
                     grace_period_seconds=task_grace,
@@ -239,6 +242,8 @@ def podman_run_args(
         args += ["--volume", f"{sources[mount.container_path]}:{mount.container_path}{suffix}"]
     for limit in container.ulimits:
         args += ["--ulimit", f"{limit.name}={limit.soft}:{limit.hard}"]
+    for key, value in container.sysctls:
+        args += ["--sysctl", f"{key}={value}"]
     for port in container.container_ports:
         if port not in published:
             raise TaskDefinitionError(f"no host port given for container port {port}")
