@@ -114,9 +114,10 @@ def test_requests_queued_on_the_workers_socket_are_counted_and_served_after_sigt
         clients = [threading.Thread(target=slow_request) for _ in range(5)]
         for client in clients:
             client.start()
-        # Two requests hold the two workers; the fastrouter has connected the other three to the workers' socket.
+        # Two requests hold the two workers; the fastrouter has connected the other three to the workers' socket (five
+        # wait there until the workers have taken their first).
         deadline = time.monotonic() + 10
-        while pending_connections(address) < 3 and time.monotonic() < deadline:
+        while pending_connections(address) != 3 and time.monotonic() < deadline:
             time.sleep(0.02)
         assert pending_connections(address) == 3
         server.process.send_signal(signal.SIGTERM)
