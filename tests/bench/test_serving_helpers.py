@@ -18,6 +18,7 @@ from bench.report import (
     NOT_MEASURED,
     PASS,
     lookup_bytes,
+    median_family_run,
     median_run,
     repeat_summary,
     target_verdicts,
@@ -308,6 +309,20 @@ def test_item_item_target_compares_its_maximum_with_the_als_median() -> None:
     skipped = target_verdicts({"sizes": {"1000000": size_entry(runs, item_item_rps=None)}})
     row = next(row for row in skipped if row["target"][:3] == "(h)")
     assert (row["verdict"], row["detail"]) == (NOT_MEASURED, "item-item version not run (--skip-item-item)")
+
+
+def test_item_item_target_is_the_median_of_its_repeated_maxima() -> None:
+    runs = [load_run(rec_rps=1000), load_run(rec_rps=1200), load_run(rec_rps=2000)]
+    entry = size_entry(runs, item_item_rps=1050)
+    entry["item_item_runs"] = [
+        {**entry["item_item"], "recommendations": {"max_rps": rps}} for rps in (900.0, 1140.0, 1300.0)
+    ]
+    row = next(row for row in target_verdicts({"sizes": {"1000000": entry}}) if row["target"][:3] == "(h)")
+    assert row["value"] == pytest.approx(0.95)
+    assert row["verdict"] == PASS
+    assert row["detail"].startswith("1140 / 1200 req/s;")
+    assert row["detail"].endswith("; runs 0.75, 0.95, 1.08; UNSTEADY: spread 35%")
+    assert median_family_run(entry["item_item_runs"])["recommendations"]["max_rps"] == 1140.0
 
 
 def test_the_lookup_memory_is_items_times_n_times_id_and_weight_bytes() -> None:
