@@ -124,8 +124,7 @@ def repeat_summary(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     summary = {}
     for key in [key for key in figures[0] if all(key in figure for figure in figures)]:
         values = [figure[key] for figure in figures]
-        median = statistics.median(values)
-        spread = (max(values) - min(values)) / median if median else 0.0
+        median, spread = _median_and_spread(values)
         summary[key] = {
             "median": median,
             "min": min(values),
@@ -135,6 +134,12 @@ def repeat_summary(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "unsteady": spread > MAX_STEADY_SPREAD,
         }
     return summary
+
+
+def _median_and_spread(values: list[float]) -> tuple[float, float]:
+    """The median and the range relative to it."""
+    median = statistics.median(values)
+    return median, (max(values) - min(values)) / median if median else 0.0
 
 
 def median_family_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -273,16 +278,16 @@ def _family_row(entry: dict[str, Any] | None, repeats: dict[str, Any] | None, mi
         als_max = repeats["rec_max_rps"]["median"]
         # Results from before the item-item maximum was repeated hold one run.
         maxima = [run["recommendations"]["max_rps"] for run in entry.get("item_item_runs", [family])]
-        value = statistics.median(maxima) / als_max
-        als_tail = _median_of_fractions(entry["load"]["recommendations"]["sweep"], "p99_ms") if entry else {}
+        median, spread = _median_and_spread(maxima)
+        value = median / als_max
+        als_tail = _median_of_fractions(entry["load"]["recommendations"]["sweep"], "p99_ms")
         tail = statistics.median(step["p99_ms"] for step in family["at_tail_fraction"])
         detail = (
-            f"{statistics.median(maxima):.0f} / {als_max:.0f} req/s; p99 at {TAIL_FRACTION:.0%} "
+            f"{median:.0f} / {als_max:.0f} req/s; p99 at {TAIL_FRACTION:.0%} "
             f"{tail:.1f} ms (ALS {als_tail.get(TAIL_FRACTION, float('nan')):.1f} ms); similar items "
             f"{family['similar_items']['max_rps']:.0f} req/s"
         )
         if len(maxima) > 1:
-            spread = (max(maxima) - min(maxima)) / statistics.median(maxima)
             detail += f"; runs {', '.join(f'{maximum / als_max:.2f}' for maximum in maxima)}" + (
                 f"; UNSTEADY: spread {spread:.0%}" if spread > MAX_STEADY_SPREAD else ""
             )

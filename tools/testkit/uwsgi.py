@@ -29,7 +29,7 @@ class Uwsgi:
     url: str
     log: Path
     # The workers' socket as uwsgi.ini names it for this server's APP_INSTANCE.
-    workers_socket: str = ""
+    workers_socket: str
     # Set when the output goes through a pipe into `tail` (benchmarks), which writes the log file when uWSGI exits.
     log_tail: subprocess.Popen[bytes] | None = None
 
