@@ -54,13 +54,14 @@ APP_LOG_MAX_BUFFER_SIZE: Final = "25m"
 # may reuse a connection the app has just closed (502s).
 KEEPALIVE_TIMEOUT_SECONDS: Final = 75
 
-# Accept queue of uWSGI's sockets (uwsgi.ini `listen`), the workers' unix socket among them: requests the fastrouter
+# Accept queue of uWSGI's sockets (uwsgi.ini `listen`), the workers' unix socket among them: requests the HTTP router
 # hands on while both workers are busy wait there. A unix socket refuses a connection once its queue is full, where TCP
 # retried the handshake a second later: with 1024, 465 of 1,500 simultaneous requests on 2 busy workers were closed
 # unanswered (tests/api/test_uwsgi_serving.py). uWSGI exits at start when this exceeds the kernel's net.core.somaxconn
 # (uWSGI 2.0.31 core/socket.c:119-123), so the task definition sets that sysctl to the same value (systemControls).
 LISTEN_BACKLOG: Final = 4096
 
-# Largest request body the app accepts (413 above it). uwsgi.ini's fastrouter buffers bodies up to this size in memory
-# before a worker sees them, and the edge's web application firewall body-size rule is matched to it.
+# Largest request body the app accepts (413 above it). uwsgi.ini's HTTP router buffers bodies up to this size in memory
+# before a worker sees them (and answers 413 itself to a larger one), and the edge's web application firewall
+# body-size rule is matched to it.
 MAX_BODY_BYTES: Final = 256 * 1024

@@ -1,9 +1,9 @@
-"""The routers' memory under bursts of simultaneous connections: does it follow the peak, or grow without bound?
+"""The HTTP router's memory under bursts of simultaneous connections: does it follow the peak, or grow without bound?
 
 Each round opens `--connections` keep-alive connections to real uWSGI, sends one request on each (or half a request
 head with `--half-heads`), waits until the answers are out, closes them all at once and reads the resident memory
-of the HTTP router and the fastrouter. A leak grows by about the same amount every round; memory that follows the
-peak (glibc keeping freed buffers for reuse) grows less each round and levels off.
+of the HTTP router, which buffers every request's head and body. A leak grows by about the same amount every round;
+memory that follows the peak (glibc keeping freed buffers for reuse) grows less each round and levels off.
 
     python -m bench.connection_bursts --model bench/results/models/<a model root> [--rounds 40] [--connections 1500]
 """
@@ -23,7 +23,7 @@ from bench.stalls import process_role
 
 MIB = 1 << 20
 SETTLE_SECONDS = 0.5
-ROUTER_ROLES = ("http", "fastrouter")
+ROUTER_ROLES = ("http",)
 
 
 def router_rss_mib(master: int) -> dict[str, float]:

@@ -484,7 +484,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-RUN_QUEUE_ROLES = ("http", "fastrouter", "worker", "load generator")
+RUN_QUEUE_ROLES = ("http", "worker", "load generator")
 
 
 def _stall_lines(items: int, steps: list[dict[str, Any]]) -> list[str]:
@@ -493,7 +493,7 @@ def _stall_lines(items: int, steps: list[dict[str, Any]]) -> list[str]:
         "",
         "| share of max | p99 / p99.9 ms | GC pauses >= 0.5 ms (full) | longest GC pause | slowest 1 % overlapping "
         "a GC pause >= 1 ms | worker recycled | client's send lag in the slowest 1 %'s latency | waiting for a core, "
-        "ms per s: HTTP router / fastrouter / workers / load generator |",
+        "ms per s: HTTP router / workers / load generator |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for step in steps:

@@ -6,7 +6,7 @@ monotonic clock the load generator shares). At each step up to 90 % of the maxim
 - the worker pids before and after the step show whether a worker was recycled meanwhile;
 - the load generator reports which part of those slowest requests' latency was its own send lag;
 - each process's run-queue wait (/proc/<pid>/schedstat: time runnable but waiting for a core), summed per role
-  (HTTP router, fastrouter, workers, load generator), shows how much of the step everything spent queued for the
+  (HTTP router, workers, load generator), shows how much of the step everything spent queued for the
   two cores that server and client share.
 Tracing costs a little CPU, so this run's latencies are reported apart from the measured runs.
 """
@@ -35,7 +35,7 @@ def worker_pids(master: int) -> set[int]:
     return {child.pid for child in psutil.Process(master).children() if "worker" in " ".join(child.cmdline())}
 
 
-ROLES = ("http", "fastrouter", "worker")
+ROLES = ("http", "worker")
 
 
 def process_role(process: psutil.Process) -> str | None:

@@ -1,7 +1,7 @@
 """HTTP framing at the edge of the app (issue 14, item 9): oversized request heads and pipelined requests.
 
 The Flask tests check what the app answers; the uWSGI tests check that those answers reach a client through the real
-HTTP router -> fastrouter -> worker chain of api/uwsgi.ini, over raw sockets with bounded waits.
+HTTP router -> worker chain of api/uwsgi.ini, over raw sockets with bounded waits.
 """
 
 import contextlib

@@ -45,19 +45,19 @@ def test_uwsgi_binds_the_contract_port_with_the_keep_alive_http_router() -> None
     assert not keys & {"http11-socket", "http-socket", "die-on-term", "lazy"}
 
 
-def test_request_bodies_are_buffered_by_the_fastrouter_up_to_the_contract_body_limit() -> None:
-    # Workers only ever see complete bodies: HTTP router -> fastrouter (buffers) -> workers' socket.
-    assert set(ini_values("http-to")) == set(ini_values("fastrouter"))
-    assert set(ini_values("fastrouter-to")) == set(ini_values("socket"))
+def test_request_bodies_are_buffered_by_the_http_router_up_to_the_contract_body_limit() -> None:
+    # Workers only ever see complete bodies: the HTTP router buffers them (api/uwsgi/post-buffering.patch) and
+    # connects straight to the workers' socket; no third router process on the path.
+    assert set(ini_values("http-to")) == set(ini_values("socket"))
+    assert not {key for key, _ in ini_pairs()} & {"fastrouter", "fastrouter-to", "fastrouter-post-buffering"}
     # Abstract unix sockets leave no file behind; a new TCP connection per request cost 15 % of the server's CPU. The
     # SIGTERM drain reads the workers' accept queue by this name (api/serving/unix_backlog.py).
-    assert all(name.startswith("@") for name in ini_values("fastrouter") + ini_values("socket"))
-    assert int(ini_value("fastrouter-post-buffering")) == MAX_BODY_BYTES
+    assert all(name.startswith("@") for name in ini_values("socket"))
+    assert int(ini_value("http-post-buffering")) == MAX_BODY_BYTES
     assert int(ini_value("http-manage-expect")) == MAX_BODY_BYTES
     assert ApiConfig(model_dir=Path("/models")).max_body_bytes == MAX_BODY_BYTES
-
-    # A body above the limit must not spill to disk: the spill directory cannot be created.
-    assert any(value.startswith("TMPDIR=/dev/null/") for value in ini_values("env"))
+    # A body that trickles in holds a router session for at most this long, and never a worker.
+    assert 0 < int(ini_value("http-post-buffering-timeout")) < KEEPALIVE_TIMEOUT_SECONDS
 
 
 def test_uwsgi_shuts_down_gracefully_within_the_contract_grace() -> None:

@@ -48,8 +48,8 @@ def test_uwsgi_serves_recommendations_over_keep_alive_and_logs_json(model_root: 
         assert connection.sock is socket_after_first, "the connection was not kept alive"
         connection.close()
         names = [child.name() for child in psutil.Process(server.process.pid).children()]
-        # Three workers from APP_WORKERS, the HTTP router, the fastrouter (buffers bodies) and the drain mule.
-        assert len(names) == 6, names
+        # Three workers from APP_WORKERS, the HTTP router (it buffers bodies too) and the drain mule: no fastrouter.
+        assert len(names) == 5, names
         assert probe(server.url + "/health/live")
     records = [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
     assert any(record.get("request_id") == "keepalive-1" and record["status"] == 200 for record in records)
@@ -114,7 +114,7 @@ def test_requests_queued_on_the_workers_socket_are_counted_and_served_after_sigt
         clients = [threading.Thread(target=slow_request) for _ in range(5)]
         for client in clients:
             client.start()
-        # Two requests hold the two workers; the fastrouter has connected the other three to the workers' socket (five
+        # Two requests hold the two workers; the HTTP router has connected the other three to the workers' socket (five
         # wait there until the workers have taken their first).
         deadline = time.monotonic() + 10
         while pending_connections(address) != 3 and time.monotonic() < deadline:

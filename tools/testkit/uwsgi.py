@@ -64,7 +64,7 @@ def start(
     env = {
         **os.environ,
         "APP_BIND": f"{LOOPBACK}:{port}",
-        # Suffix of the fastrouter's and the workers' socket names (uwsgi.ini): servers side by side share neither.
+        # Suffix of the workers' socket name (uwsgi.ini): servers side by side share neither.
         "APP_INSTANCE": instance,
         WORKERS_ENV: str(workers),
         MODEL_DIR_ENV: str(model_dir),
@@ -142,8 +142,9 @@ def running(
     module: str | None = None,
     workers: int = 2,
     extra_env: dict[str, str] | None = None,
+    extra_args: tuple[str, ...] = (),
 ) -> Iterator[Uwsgi]:
-    server = start(model_dir, log, module=module, workers=workers, extra_env=extra_env)
+    server = start(model_dir, log, module=module, workers=workers, extra_env=extra_env, extra_args=extra_args)
     try:
         wait_until_answers(server)
         yield server
