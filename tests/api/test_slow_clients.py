@@ -243,3 +243,19 @@ def test_a_body_not_whole_within_the_buffering_timeout_is_closed_without_reachin
     assert BUFFERING_TIMEOUT_SECONDS - 0.5 < seconds < BUFFERING_TIMEOUT_SECONDS + 3
     assert not _logged(buffering_server, request_id)
     assert requests.get(buffering_server.url + LIVENESS_PATH, timeout=5).status_code == 200
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", [MAX_BODY_BYTES + 1, 8 * MAX_BODY_BYTES])
+def test_a_client_that_sends_an_over_limit_body_without_waiting_still_reads_the_413(
+    buffering_server: Uwsgi, size: int
+) -> None:
+    # The router answers and closes while body bytes are still arriving; the answer must reach the client first.
+    response = requests.post(
+        buffering_server.url + "/v1/recommendations",
+        data=b"{" + b" " * (size - 2) + b"}",
+        headers={"Content-Type": "application/json", "X-Request-Id": f"eager-{size}"},
+        timeout=10,
+    )
+    assert response.status_code == 413
+    assert not _logged(buffering_server, f"eager-{size}")
