@@ -7,6 +7,7 @@ HTTP router -> worker chain of api/uwsgi.ini, over raw sockets with bounded wait
 import contextlib
 import itertools
 import json
+import random
 import socket
 import threading
 import time
@@ -19,7 +20,7 @@ import pytest
 import requests
 from flask.testing import FlaskClient
 
-from api.contract import LIVENESS_PATH
+from api.contract import LIVENESS_PATH, MAX_BODY_BYTES
 from api.serving.config import ApiConfig
 from tools.testkit.processes import LOOPBACK
 from tools.testkit.uwsgi import Uwsgi, running
@@ -464,3 +465,53 @@ def test_uwsgi_serves_requests_one_after_another_on_one_keep_alive_connection(se
                 assert chunk, f"closed before answering {target}"
                 data += chunk
             assert _parse_responses(data)[0][0] == 200
+
+
+def _session_post(request_id: str, size: int, extra_headers: str = "") -> bytes:
+    """A session POST whose JSON body is padded with spaces to `size` bytes (JSON allows trailing whitespace)."""
+    body = SESSION_BODY + b" " * max(0, size - len(SESSION_BODY))
+    head = (
+        "POST /v1/recommendations HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nX-Request-Id: {request_id}\r\n{extra_headers}\r\n"
+    )
+    return head.encode() + body
+
+
+@pytest.mark.slow
+def test_random_mixes_of_pipelined_gets_and_bodies_cut_anywhere_are_answered_in_order(server: Uwsgi) -> None:
+    """The router's body buffering and pipelining together (api/uwsgi/*.patch), attacked with what a client may send:
+    bodies from empty to over the limit, requests split at random points, `Connection: close` midway. Every request
+    before the first that ends the connection is answered, in order; nothing after it is; the router never restarts."""
+    rng = random.Random(20261130)
+    router_pid = _router(server).pid
+    for connection_number in range(150):
+        requests_sent: list[tuple[str, int]] = []  # (request id, expected status)
+        stream = b""
+        ends_connection = False
+        for index in range(rng.randint(1, 4)):
+            request_id = f"mix-{connection_number}-{index}"
+            kind = rng.choice(["get", "small", "medium", "large", "limit", "over", "close"])
+            if kind == "get":
+                stream += _get(LIVENESS_PATH, f"X-Request-Id: {request_id}\r\n")
+            elif kind == "over":
+                stream += _session_post(request_id, MAX_BODY_BYTES + 1)
+            elif kind == "close":
+                stream += _get(LIVENESS_PATH, f"X-Request-Id: {request_id}\r\nConnection: close\r\n")
+            else:
+                size = {"small": 0, "medium": 40_000, "large": 100_000, "limit": MAX_BODY_BYTES}[kind]
+                stream += _session_post(request_id, size)
+            requests_sent.append((request_id, 413 if kind == "over" else 200))
+            ends_connection = kind in ("over", "close")
+            if ends_connection:
+                break
+        cuts = sorted(rng.sample(range(1, len(stream)), k=min(rng.randint(0, 5), len(stream) - 1)))
+        segments = [stream[start:end] for start, end in itertools.pairwise([0, *cuts, len(stream)])]
+        with _Connection(server) as connection:
+            connection.send(*segments, pause=rng.choice([0.0, 0.005, 0.02]))
+            answers = connection.answers(None if ends_connection else len(requests_sent), timeout=10)
+        statuses = [status for status, _, _ in answers]
+        assert statuses == [status for _, status in requests_sent], (connection_number, requests_sent, answers)
+        echoed = [headers.get("x-request-id") for status, headers, _ in answers if status == 200]
+        assert echoed == [request_id for request_id, status in requests_sent if status == 200], connection_number
+    assert _router(server).pid == router_pid, "the HTTP router restarted (crashed) during the mix"
+    assert _exchange(server, _get(LIVENESS_PATH), until_closed=False).responses[0][0] == 200
