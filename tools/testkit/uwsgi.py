@@ -64,7 +64,7 @@ def start(
     env = {
         **os.environ,
         "APP_BIND": f"{LOOPBACK}:{port}",
-        # Suffix of the workers' socket name (uwsgi.ini): servers side by side share neither.
+        # Suffix of the workers' socket name (uwsgi.ini): servers side by side never share one.
         "APP_INSTANCE": instance,
         WORKERS_ENV: str(workers),
         MODEL_DIR_ENV: str(model_dir),
