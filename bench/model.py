@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from api.contract import CURRENT_POINTER
+from api.model import answers as answer_files
 from api.model import neighbours as neighbour_files
 from api.model.ann import INDEX_SPECS
 from api.model.format import MANIFEST_NAME, ModelArrays, assemble_arrays, publish_model
@@ -63,9 +64,11 @@ def cached_model(cache: Path, items: int, users: int, ann_min_items: int, *, fam
     as an item-item version: the neighbour lists of the ALS model as its item-item weights (EASE itself cannot be
     fitted above EASE_MAX_ITEMS = 20,000 items; serving cost depends only on the lists' shape and dtype), no factors.
     """
-    # The index kinds and the neighbour count are in the name: a cached model built otherwise is not reused.
+    # The index kinds and the neighbour and answer counts are in the name: a cached model built otherwise is not
+    # reused.
     kinds = "-".join(spec.kind for spec in INDEX_SPECS)
-    base = f"synthetic-{items}-items-{users}-users-{kinds}-neighbours-{neighbour_files.DEFAULT_COUNT}"
+    counts = f"neighbours-{neighbour_files.DEFAULT_COUNT}-answers-{answer_files.DEFAULT_COUNT}"
+    base = f"synthetic-{items}-items-{users}-users-{kinds}-{counts}"
     root = cache / (base if family == "als" else f"{base}-{family}")
     if (root / CURRENT_POINTER / MANIFEST_NAME).is_file():
         return root

@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from api.contract import CURRENT_POINTER
+from api.model import answers
 from api.model import neighbours as neighbour_files
 from api.model.ann import write as write_index
 
@@ -134,8 +135,15 @@ def publish_model(
     try:
         named = [(name, getattr(arrays, name)) for name in ARRAY_NAMES]
         if neighbours is not None:
-            named += [(neighbour_files.INDICES, neighbours.indices), (neighbour_files.WEIGHTS, neighbours.weights)]
-            metadata = {**metadata, neighbour_files.MANIFEST_KEY: neighbours.manifest_entry()}
+            stored = answers.build(arrays.item_ids, neighbours, answers.answer_count(neighbours))
+            named += [
+                (neighbour_files.INDICES, neighbours.indices),
+                (neighbour_files.WEIGHTS, neighbours.weights),
+                (answers.OFFSETS, stored.offsets),
+                (answers.TEXT, stored.text),
+            ]
+            entry = {**neighbours.manifest_entry(), answers.COUNT_KEY: stored.count}
+            metadata = {**metadata, neighbour_files.MANIFEST_KEY: entry}
         files = {}
         for name, array in named:
             path = staging / array_file(name)

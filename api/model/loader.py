@@ -19,6 +19,7 @@ import numpy as np
 
 from api.contract import CURRENT_POINTER
 from api.model import ann
+from api.model import answers as answer_files
 from api.model import neighbours as neighbour_files
 from api.model.format import (
     ARRAY_NAMES,
@@ -66,6 +67,8 @@ class LoadedModel:
     family: str = DEFAULT_FAMILY
     # Each item's top-N neighbours (api.model.neighbours), when the trainer stored them.
     neighbours: neighbour_files.Neighbours | None = None
+    # Each item's similar-items answer text for k up to answers.count (api.model.answers), when the version has it.
+    answers: answer_files.Answers | None = None
 
 
 def load_model(root: Path, *, index_in_memory: bool = False, checksum_threads: int | None = None) -> LoadedModel:
@@ -94,6 +97,7 @@ def load_model(root: Path, *, index_in_memory: bool = False, checksum_threads: i
         items = len(arrays.item_ids)
         family = _family(version_dir / MANIFEST_NAME, manifest)
         lookup = _load_neighbours(version_dir, manifest, items, checksums)
+        stored = None if lookup is None else _load_answers(version_dir, manifest, arrays.item_ids, lookup, checksums)
         if family == "item_item" and lookup is None:
             raise ModelLoadError(
                 version_dir / MANIFEST_NAME, f"family item_item but no {neighbour_files.MANIFEST_KEY} entry; retrain"
@@ -111,6 +115,7 @@ def load_model(root: Path, *, index_in_memory: bool = False, checksum_threads: i
             ),
             family=family,
             neighbours=lookup,
+            answers=stored,
         )
     finally:
         checksums.close()
@@ -152,8 +157,11 @@ def _usable_cpus() -> int:
 def _files_to_read(manifest: dict[str, Any]) -> list[str]:
     """The files load_model reads, in the order it reads them (the hashes are then ready in that order)."""
     names = [array_file(name) for name in ARRAY_NAMES]
-    if manifest.get(neighbour_files.MANIFEST_KEY) is not None:
+    entry = manifest.get(neighbour_files.MANIFEST_KEY)
+    if entry is not None:
         names += [array_file(name) for name in neighbour_files.NAMES]
+        if isinstance(entry, dict) and answer_files.COUNT_KEY in entry:
+            names += [array_file(answer_files.OFFSETS), array_file(answer_files.TEXT)]
     for spec in ann.INDEX_SPECS:
         entry = manifest.get(spec.manifest_key)
         if isinstance(entry, dict) and isinstance(entry.get("file", spec.file), str):
@@ -189,6 +197,34 @@ def _load_neighbours(
         metric=str(entry.get("metric", "")),
     )
     found = neighbour_files.problem(loaded, items)
+    if found is not None:
+        name, problem = found
+        raise ModelLoadError(version_dir / array_file(name), problem)
+    return loaded
+
+
+def _load_answers(
+    version_dir: Path,
+    manifest: dict[str, Any],
+    item_ids: np.ndarray[Any, Any],
+    lists: neighbour_files.Neighbours,
+    checksums: _Checksums,
+) -> answer_files.Answers | None:
+    """The stored answers (absent in versions written before them: those are answered from the lists alone)."""
+    entry = manifest[neighbour_files.MANIFEST_KEY]
+    if answer_files.COUNT_KEY not in entry:
+        return None
+    count = entry[answer_files.COUNT_KEY]
+    if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= lists.count:
+        key = f"{neighbour_files.MANIFEST_KEY}.{answer_files.COUNT_KEY}"
+        raise ModelLoadError(
+            version_dir / MANIFEST_NAME, f"{key} {count!r} is not a whole number in 0..{lists.count}; retrain"
+        )
+    offsets = _load_array(version_dir, answer_files.OFFSETS, manifest, ("int64", (len(item_ids) + 1,)), checksums)
+    # The text's length is the last offset: a file cut short or grown fails the shape check.
+    text = _load_array(version_dir, answer_files.TEXT, manifest, ("uint8", (int(offsets[-1]),)), checksums)
+    loaded = answer_files.Answers(text=text, offsets=offsets, count=count)
+    found = answer_files.problem(loaded, item_ids, lists)
     if found is not None:
         name, problem = found
         raise ModelLoadError(version_dir / array_file(name), problem)

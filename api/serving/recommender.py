@@ -9,6 +9,7 @@ from numpy.typing import NDArray
 
 from api.model import ann
 from api.model import neighbours as neighbour_files
+from api.model.answers import AnswerReader
 from api.model.ids import IdIndex
 from api.model.loader import LoadedModel
 from api.serving.cache import LruCache
@@ -52,6 +53,7 @@ class Recommender:
         self._similar_index = model.similar_index if large else None
         self._neighbours = model.neighbours
         self._neighbour_text = NeighbourText.for_lists(arrays.item_ids, model.neighbours)
+        self._answers = None if model.answers is None else AnswerReader(model.answers)
 
     @classmethod
     def for_config(cls, model: LoadedModel, config: ApiConfig) -> "Recommender":
@@ -120,8 +122,11 @@ class Recommender:
         return _top_k(scores, k, np.fromiter(excluded, dtype=np.int64, count=len(excluded)))
 
     def similar_text(self, item: int, k: int) -> str | None:
-        """`similar_items(item, k)` with nothing excluded, as the answer's JSON text, when the lists alone answer it
-        and their text tables can write it (api/serving/neighbour_text.py); None sends the request the general way."""
+        """`similar_items(item, k)` with nothing excluded, as the answer's JSON text: stored for k up to the version's
+        answer count (api/model/answers.py), else written from the lists' text tables (api/serving/neighbour_text.py)
+        when they can; None sends the request the general way."""
+        if self._answers is not None and k <= self._answers.count:
+            return self._answers.items(item, k)
         return None if self._neighbour_text is None else self._neighbour_text.items(item, k)
 
     def _by_inner_product(self, query: NDArray[np.float32], k: int, exclude: NDArray[np.int64]) -> Scored:

@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from api.model import answers as answer_files
 from api.model.format import MANIFEST_NAME, array_file
 from api.model.loader import ModelLoadError, load_model
-from api.model.neighbours import INDICES, WEIGHTS
+from api.model.neighbours import INDICES, WEIGHTS, Neighbours
 from api.training.cli import TrainResult
 from tests.api.test_loader import copy_model, rewrite_with_valid_checksum
 
@@ -112,9 +113,22 @@ def test_damaged_neighbour_arrays_with_valid_checksums_are_refused(
 
 
 def test_float16_weights_load_when_the_manifest_says_so(als_copy: Path) -> None:
+    half = _loaded(als_copy, WEIGHTS).astype(np.float16)
+    rewrite_with_valid_checksum(als_copy, WEIGHTS, half)
+    edit_manifest(als_copy, lambda manifest: manifest["neighbours"].update(weights_dtype="float16"))
+    # The stored answers follow the weights they are written from (api.model.answers).
+    lists = Neighbours(indices=_loaded(als_copy, INDICES), weights=half, metric="cosine")
+    stored = answer_files.build(_loaded(als_copy, "item_ids"), lists, answer_files.answer_count(lists))
+    rewrite_with_valid_checksum(als_copy, answer_files.OFFSETS, stored.offsets)
+    rewrite_with_valid_checksum(als_copy, answer_files.TEXT, stored.text)
+    assert load_model(als_copy.parent).neighbours.weights.dtype == np.float16  # type: ignore[union-attr]
+
+
+def test_float16_weights_without_their_answers_rewritten_are_refused(als_copy: Path) -> None:
     rewrite_with_valid_checksum(als_copy, WEIGHTS, _loaded(als_copy, WEIGHTS).astype(np.float16))
     edit_manifest(als_copy, lambda manifest: manifest["neighbours"].update(weights_dtype="float16"))
-    assert load_model(als_copy.parent).neighbours.weights.dtype == np.float16  # type: ignore[union-attr]
+    error = refused(als_copy)
+    assert error.path == als_copy / array_file(answer_files.TEXT)
 
 
 def test_an_unsupported_weight_dtype_in_the_manifest_is_refused(als_copy: Path) -> None:
