@@ -18,7 +18,7 @@ from api.contract import CURRENT_POINTER
 from api.model import answers as answer_files
 from api.model import neighbours as neighbour_files
 from api.model.ann import INDEX_SPECS
-from api.model.format import MANIFEST_NAME, ModelArrays, assemble_arrays, publish_model
+from api.model.format import MANIFEST_NAME, ModelArrays, array_file, assemble_arrays, publish_model
 from api.model.loader import load_model
 from api.training.cli import als_neighbours, build_ann
 from api.training.synthetic import item_id, user_id
@@ -119,6 +119,16 @@ def _item_item_from(als_root: Path, root: Path) -> Path:
 def manifest_of(root: Path) -> dict[str, Any]:
     manifest: dict[str, Any] = json.loads((root / CURRENT_POINTER / MANIFEST_NAME).read_text())
     return manifest
+
+
+def answer_bytes(root: Path) -> int:
+    """What the stored similar-items answers take on disk (api.model.answers), 0 for a version without them."""
+    version = (root / CURRENT_POINTER).resolve()
+    return sum(
+        (version / array_file(name)).stat().st_size
+        for name in answer_files.NAMES
+        if (version / array_file(name)).is_file()
+    )
 
 
 def model_bytes(root: Path) -> int:

@@ -373,6 +373,9 @@ def _lookup_lines(report: dict[str, Any]) -> list[str]:
             f"- {int(items):,} items: {neighbours['count']} neighbours per item, {neighbours['weights_dtype']} "
             f"weights = {size / MIB:.0f} MiB of the model's {entry['model_bytes'] / MIB:.0f} MiB"
         )
+        if entry.get("answer_bytes"):
+            count = neighbours.get("answer_count")
+            text += f", and the answers stored for k up to {count} {entry['answer_bytes'] / MIB:.0f} MiB"
         if "item_item" in entry:
             text += f"; the item-item version is {entry['item_item']['model_bytes'] / MIB:.0f} MiB"
         lines.append(text)

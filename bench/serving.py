@@ -36,7 +36,7 @@ from api.serving.config import ANSWER_CACHE_SIZE_ENV
 from bench.loadgen import StepResult, find_max, run_step, sustained, warm_up
 from bench.log_backpressure import log_backpressure
 from bench.memory import MEMORY_WORKERS, SWAP_WORKERS, memory_run, swap_memory_run
-from bench.model import cached_model, manifest_of, model_bytes
+from bench.model import answer_bytes, cached_model, manifest_of, model_bytes
 from bench.report import (
     TAIL_FRACTION,
     machine,
@@ -286,6 +286,7 @@ def main(argv: list[str] | None = None) -> None:
             "users": users,
             "ann": manifest_of(models).get("ann"),
             "neighbours": manifest_of(models).get("neighbours"),
+            "answer_bytes": answer_bytes(models),
             "model_bytes": model_bytes(models),
             "model_load_seconds": round(time.perf_counter() - load_started, 3),
         }
