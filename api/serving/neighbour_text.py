@@ -1,5 +1,8 @@
 """Similar-items answers as JSON text read straight off the neighbour lists, for float16 lists over plain ids.
 
+Requests for k up to the version's stored answers read those instead (api/model/answers.py); these tables write the
+larger k, and every answer of a version published before the stored answers existed.
+
 A similar-items answer is a slice of one row of the lists, so its text can be put together from two tables instead
 of building a Python float and a formatted string per item: the item ids as they are stored (fixed-width ASCII,
 written into JSON as they are when no byte needs escaping) and one text per float16 bit pattern (65,536 of them,
