@@ -116,10 +116,14 @@ def test_requests_queued_on_the_workers_socket_are_counted_and_served_after_sigt
             client.start()
         # Two requests hold the two workers; the HTTP router has connected the other three to the workers' socket (five
         # wait there until the workers have taken their first).
+        # Held for half a second: on a busy machine a transient 3 also occurs while one worker has not yet taken its
+        # request and the router has not yet connected the fifth (then the count goes to 4 before settling at 3).
         deadline = time.monotonic() + 10
-        while pending_connections(address) != 3 and time.monotonic() < deadline:
+        readings: list[int] = []
+        while readings[-25:] != [3] * 25 and time.monotonic() < deadline:
+            readings.append(pending_connections(address))
             time.sleep(0.02)
-        assert pending_connections(address) == 3
+        assert readings[-25:] == [3] * 25, readings[-50:]
         server.process.send_signal(signal.SIGTERM)
         for client in clients:
             client.join(timeout=30)
