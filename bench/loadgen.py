@@ -23,6 +23,9 @@ MIN_ACHIEVED_SHARE = 0.95
 # request was waiting behind others. A p99 above this means the offered rate exceeds what the workers serve.
 P99_LIMIT_MS = 25.0
 MAX_ERROR_SHARE = 0.01
+# A median above this means most requests waited behind others: a queue, not a spike in the tail (at 1M items the
+# median is 1-2 ms up to the maximum; past it, 5-300 ms).
+QUEUE_P50_MS = 5.0
 RATE_GROWTH = 1.4
 # The ramp's bracket (x1.4) is narrowed by geometric bisection until high / low is within this; three steps from 1.4.
 BRACKET_TOLERANCE = 0.05
@@ -61,7 +64,11 @@ def sustained(step: StepResult) -> bool:
 
 def _only_the_tail_was_long(step: StepResult) -> bool:
     sent = step.completed + step.errors
-    return step.achieved_rps >= MIN_ACHIEVED_SHARE * step.offered_rps and step.errors < MAX_ERROR_SHARE * max(sent, 1)
+    return (
+        step.achieved_rps >= MIN_ACHIEVED_SHARE * step.offered_rps
+        and step.p50_ms <= QUEUE_P50_MS
+        and step.errors < MAX_ERROR_SHARE * max(sent, 1)
+    )
 
 
 @dataclass(frozen=True)
@@ -97,8 +104,9 @@ def find_max(
     """Ramp the offered rate by `growth` until two steps in a row saturate, then bisect the bracket it leaves.
 
     `measure(rate, phase)` runs one step at `rate`. Two saturated steps end the ramp because one latency spike on a
-    shared machine is noise; the bracket is the highest sustained rate and the first step of that saturated pair.
-    Without any sustained step, the saturated rate is halved until one is.
+    shared machine is noise; the bracket is the highest sustained rate and the first step of that saturated pair,
+    or the second when the first kept up and failed only on its tail (a spike: the maximum may lie above it, and the
+    bisection's own repeat rule then decides). Without any sustained step, the saturated rate is halved until one is.
     """
     ramp: list[StepResult] = []
     rate = start_rate
@@ -110,7 +118,7 @@ def find_max(
     low = max((step.offered_rps for step in ramp if sustained(step)), default=0.0)
     if len(ramp) < 2 or sustained(ramp[-1]) or sustained(ramp[-2]):
         return MaxSearch(max_rps=low, bracket=None, ramp=tuple(ramp), bisection=())
-    high = ramp[-2].offered_rps
+    high = ramp[-1].offered_rps if _only_the_tail_was_long(ramp[-2]) else ramp[-2].offered_rps
     bisection: list[StepResult] = []
     while len({step.offered_rps for step in bisection}) < max_bisections and not (
         low > 0 and high <= low * (1 + tolerance)

@@ -7,8 +7,8 @@ neighbours (C = `answer_count` in the manifest's neighbours entry, DEFAULT_COUNT
 - `neighbour_answer_offsets.npy`: int64 (items + 1,), item i's text at [offsets[i], offsets[i + 1]).
 
 A request for k <= C is then two offsets and one slice of memory-mapped bytes: no numpy call, no per-neighbour
-Python work. Measured through uWSGI at 1M items, the similar-items route cost a worker 238 us against 249 us with the
-text tables of api/serving/neighbour_text.py (liveness 203-213 us in the same rounds; docs/api.md).
+Python work. Measured through uWSGI at 1M items, the similar-items route cost a worker 245 us against 277 us with the
+text tables of api/serving/neighbour_text.py (liveness 228-240 us in the same rounds; docs/api.md).
 
 The text is written by `items_json`, the function that writes every other answer's items, from the scores the
 route would use (the weights widened to float32, then to float64 and rounded to 6 places), so it is the general
@@ -124,6 +124,8 @@ class AnswerReader:
         """The first k neighbours of `item` as `[{"item_id": ..., "score": ...}, ...]`; None when k > count."""
         if k > self.count:
             return None
+        if k < 1:
+            return "[]"
         text = self._text[self._offsets[item] : self._offsets[item + 1]].tobytes().decode("ascii")
         if k == self.count:
             return text

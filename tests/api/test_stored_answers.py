@@ -46,7 +46,7 @@ def test_every_stored_answer_is_the_lists_answer_for_every_k_it_covers(
     reader = AnswerReader(model.answers)
     ids = model.arrays.item_ids
     for item in range(len(ids)):
-        for k in range(1, model.answers.count + 1):
+        for k in range(model.answers.count + 1):
             assert reader.items(item, k) == _general_text(ids, model.neighbours, item, k)
         assert reader.items(item, model.answers.count + 1) is None
 

@@ -116,6 +116,15 @@ def test_one_latency_spike_does_not_end_the_ramp() -> None:
     assert found.max_rps > 1900.0
 
 
+def test_a_latency_spike_just_before_the_ramp_saturates_does_not_cap_the_maximum_below_it() -> None:
+    # Steps 100 x 1.4^n: the ramp's 11th step (2,893/s) has a spike, its 12th (4,050/s) is past the capacity.
+    server = Server(3500.0, spikes=(10,))
+    found = find_max(server, 100.0, max_steps=20)
+    assert not sustained(found.ramp[-2]) and found.ramp[-2].offered_rps < 3500.0
+    assert found.bracket is not None and found.bracket[1] > found.ramp[-2].offered_rps
+    assert found.max_rps <= 3500.0 and 3500.0 / found.max_rps <= 1.05
+
+
 def test_a_bisection_step_with_only_a_long_tail_is_measured_again_before_it_counts() -> None:
     server = Server(2000.0)
     ramp_steps = len(find_max(Server(2000.0), 100.0, max_steps=20).ramp)
@@ -136,6 +145,18 @@ def test_a_bisection_step_that_falls_behind_is_not_measured_again() -> None:
     rates = [result.offered_rps for result in found.bisection]
     assert any(rate > 1000.0 for rate in rates)
     assert len(rates) == len(set(rates))
+
+
+def test_a_bisection_step_whose_median_queued_is_not_measured_again() -> None:
+    def queueing(rate: float, phase: str) -> StepResult:
+        # Above 1,000 req/s every request is served, but most wait behind others: a queue, not a spike.
+        return step(rate, p50=40.0, p99=400.0) if rate > 1000.0 else step(rate)
+
+    found = find_max(queueing, 100.0, max_steps=20)
+    rates = [result.offered_rps for result in found.bisection]
+    assert any(rate > 1000.0 for rate in rates)
+    assert len(rates) == len(set(rates))
+    assert 1000.0 / found.max_rps <= 1.05
 
 
 def test_a_ramp_that_never_saturates_reports_its_last_step_without_a_bracket() -> None:
