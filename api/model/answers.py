@@ -14,8 +14,8 @@ The text is written by `items_json`, the function that writes every other answer
 route would use (the weights widened to float32, then to float64 and rounded to 6 places), so it is the general
 path's answer by construction; the loader rebuilds a sample of rows and compares (`problem`).
 
-Memory (the arithmetic docs/api.md repeats): about 44 bytes per neighbour with 12-character ids, so C = 10 costs
-440 bytes an item: 4.4 MB at 10,000 items, 440 MB at 1M (the lists themselves are 600 MB there at N = 100).
+Memory (the arithmetic docs/api.md repeats): about 40 bytes per neighbour with 12-character ids, so C = 10 costs
+400 bytes an item: 4 MB at 10,000 items, 400 MB at 1M (measured: 399,796,246 bytes; the lists are 600 MB there).
 """
 
 import math
@@ -103,7 +103,7 @@ def problem(answers: Answers, item_ids: NDArray[np.bytes_], neighbours: Neighbou
     """
     offsets = answers.offsets
     if int(offsets[0]) != 0 or bool((offsets[1:] < offsets[:-1]).any()):
-        return OFFSETS, "offsets do not start at 0 and never decrease; retrain"
+        return OFFSETS, "offsets must start at 0 and never decrease; retrain"
     items = len(item_ids)
     for row in np.unique(np.linspace(0, items - 1, min(SAMPLE_ROWS, items)).astype(np.int64)).tolist():
         ((ids, scores),) = _rows(item_ids, neighbours, answers.count, row, row + 1)

@@ -25,7 +25,7 @@ from api.training.cli import TrainResult, train
 from tests.api.conftest import TINY_ALS
 
 
-def _general_text(ids: NDArray[np.bytes_], lists: Neighbours, item: int, k: int) -> str:
+def general_text(ids: NDArray[np.bytes_], lists: Neighbours, item: int, k: int) -> str:
     """What the route writes without the text tables (api.serving.routes._items over neighbours.lookup)."""
     indices, scores = neighbour_files.lookup(lists, item, k, set())
     names = [raw.decode("utf-8") for raw in ids[indices].tolist()]
@@ -47,7 +47,7 @@ def test_every_finite_float16_weight_is_written_as_the_general_path_writes_it() 
     text = NeighbourText.for_lists(ids, lists)
     assert text is not None
     for item in range(len(ids)):
-        assert text.items(item, 64) == _general_text(ids, lists, item, 64)
+        assert text.items(item, 64) == general_text(ids, lists, item, 64)
 
 
 @pytest.mark.parametrize("k", [1, 2, 7, 8, 9])
@@ -58,7 +58,7 @@ def test_k_up_to_and_beyond_the_row_takes_the_rows_first_k_items(k: int) -> None
     lists = Neighbours(indices=indices, weights=weights, metric="ease")
     text = NeighbourText.for_lists(ids, lists)
     assert text is not None
-    assert text.items(0, k) == _general_text(ids, lists, 0, k)
+    assert text.items(0, k) == general_text(ids, lists, 0, k)
     assert json.loads(text.items(0, k) or "null")[0] == {"item_id": "bb", "score": 0.5}
 
 
@@ -92,7 +92,7 @@ def test_a_non_finite_weight_raises_a_value_error_as_the_general_path_does(bad: 
     with pytest.raises(ValueError):
         text.items(0, 2)
     with pytest.raises(ValueError):
-        _general_text(np.asarray([b"a", b"b"]), lists, 0, 2)
+        general_text(np.asarray([b"a", b"b"]), lists, 0, 2)
     assert json.loads(text.items(0, 1) or "null") == [{"item_id": "b", "score": 1.0}]
 
 

@@ -6,10 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from numpy.typing import NDArray
 
 from api.model import answers as answer_files
-from api.model import neighbours as neighbour_files
 from api.model.answers import AnswerReader, Answers
 from api.model.format import MANIFEST_NAME, array_file
 from api.model.loader import load_model
@@ -17,18 +15,11 @@ from api.model.neighbours import Neighbours
 from api.serving.app import create_app
 from api.serving.config import ApiConfig
 from api.serving.recommender import Recommender
-from api.serving.responses import scored_items
 from api.serving.state import STATE_KEY
 from api.training.cli import TrainResult
 from tests.api.test_loader import copy_model, rewrite_with_valid_checksum
 from tests.api.test_neighbour_loading import edit_manifest, refused
-
-
-def _general_text(ids: NDArray[np.bytes_], lists: Neighbours, item: int, k: int) -> str:
-    """What the route writes from the lists (api.serving.routes._items over neighbours.lookup)."""
-    indices, scores = neighbour_files.lookup(lists, item, k, set())
-    names = [raw.decode("utf-8") for raw in ids[indices].tolist()]
-    return scored_items(names, scores.astype(np.float64).round(6).tolist())
+from tests.api.test_neighbour_text import general_text
 
 
 @pytest.fixture
@@ -47,7 +38,7 @@ def test_every_stored_answer_is_the_lists_answer_for_every_k_it_covers(
     ids = model.arrays.item_ids
     for item in range(len(ids)):
         for k in range(model.answers.count + 1):
-            assert reader.items(item, k) == _general_text(ids, model.neighbours, item, k)
+            assert reader.items(item, k) == general_text(ids, model.neighbours, item, k)
         assert reader.items(item, model.answers.count + 1) is None
 
 
@@ -66,7 +57,7 @@ def test_ids_that_json_escapes_and_separators_inside_ids_cut_at_the_right_item(d
     for item in range(items):
         for k in range(1, 5):
             text = reader.items(item, k)
-            assert text == _general_text(ids, lists, item, k)
+            assert text == general_text(ids, lists, item, k)
             assert len(json.loads(text or "null")) == k
 
 
