@@ -88,7 +88,7 @@ def test_a_step_that_falls_behind_queues_or_fails_is_saturated(result: StepResul
 
 
 @pytest.mark.parametrize("capacity", [150.0, 733.0, 1000.0, 1234.5, 2890.0, 5000.0])
-def test_search_finds_the_capacity_within_the_bracket_tolerance_and_never_reports_a_saturated_rate(capacity: float) -> None:
+def test_search_finds_the_capacity_within_tolerance_and_never_reports_a_saturated_rate(capacity: float) -> None:
     server = Server(capacity)
     found = find_max(server, 100.0, max_steps=20)
     assert found.max_rps <= capacity
