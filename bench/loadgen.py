@@ -6,9 +6,9 @@ so a slow server shows up as latency instead of silently lowering the offered lo
 
 import asyncio
 import gc
-import itertools
 import math
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -36,6 +36,18 @@ MAX_BISECTIONS = 4
 
 
 @dataclass(frozen=True)
+class TimedRequest:
+    """One request on the monotonic clock the server's traces share (bench/stalltrace.py), named by the X-Request-Id
+    it carried: when it was due, when it was written (after any wait for a free connection) and when its answer was
+    read."""
+
+    tag: str
+    scheduled: float
+    sent: float
+    answered: float
+
+
+@dataclass(frozen=True)
 class StepResult:
     offered_rps: float
     achieved_rps: float
@@ -46,13 +58,18 @@ class StepResult:
     p999_ms: float
     # X-Model-Version of the successful responses: shows when every worker serves a swapped-in version.
     model_versions: dict[str, int] = field(default_factory=dict)
-    # With `slowest` asked for: (scheduled send, answer) on the monotonic clock of that share of the slowest requests.
-    slowest_windows: tuple[tuple[float, float], ...] = ()
     # How late the load generator itself started requests (its event loop's lag behind the schedule, before any
     # connection was waited for): latency the client added, not the server. 99th percentile, ms.
     p99_send_lag_ms: float = 0.0
-    # With `slowest` asked for: the part of those slowest requests' latency that was the client's send lag.
-    slowest_client_share: float = 0.0
+    # With `slowest` asked for: that share of the slowest requests, and as many around the median for contrast.
+    slowest: tuple[TimedRequest, ...] = ()
+    typical: tuple[TimedRequest, ...] = ()
+
+    @property
+    def slowest_client_share(self) -> float:
+        """The part of the slowest requests' latency that passed before the client wrote them."""
+        waited = sum(request.sent - request.scheduled for request in self.slowest)
+        return waited / max(sum(request.answered - request.scheduled for request in self.slowest), 1e-9)
 
 
 def sustained(step: StepResult) -> bool:
@@ -146,10 +163,13 @@ class _Connections:
         self._host, self._port, self._keep_alive = host, port, keep_alive
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         self._slots = asyncio.Semaphore(limit)
+        self._loop = asyncio.get_running_loop()
 
-    async def request(self, raw: bytes) -> tuple[int, str | None]:
+    async def request(self, raw: bytes) -> tuple[int, str | None, float]:
+        """Status, X-Model-Version and when the request was written."""
         async with self._slots:
             reader, writer = self._idle.pop() if self._idle else await asyncio.open_connection(self._host, self._port)
+            sent = self._loop.time()
             try:
                 writer.write(raw)
                 response = await _read_response(reader)
@@ -160,7 +180,7 @@ class _Connections:
                 self._idle.append((reader, writer))
             else:
                 writer.close()
-            return response
+            return (*response, sent)
 
     def close(self) -> None:
         for _, writer in self._idle:
@@ -194,21 +214,31 @@ async def _run_step(
     pool = _Connections(host, port, connections, keep_alive=keep_alive)
     latencies: list[float] = []
     answered: list[float] = []
+    written: list[float] = []
+    numbers: list[int] = []
     lags: list[float] = []
-    answered_lags: list[float] = []
     versions: Counter[str] = Counter()
     errors = 0
     loop = asyncio.get_running_loop()
     # Keep-alive as the ALB does towards its targets; `Connection: close` as clients behind some other proxies do.
     connection = "" if keep_alive else "Connection: close\r\n"
-    requests = [f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{connection}\r\n".encode() for path in paths]
+    heads = [f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{connection}" for path in paths]
+    # Traced steps name every request, so that the server's own times for it (bench/stalltrace.py) can be found.
+    tag_prefix = f"bench-{uuid.uuid4().hex[:8]}-"
 
-    async def one(raw: bytes, scheduled: float) -> None:
+    def raw_request(number: int) -> bytes:
+        head = heads[number % len(heads)]
+        return f"{head}X-Request-Id: {tag_prefix}{number}\r\n\r\n".encode() if slowest else f"{head}\r\n".encode()
+
+    requests = [raw_request(number) for number in range(len(heads))]
+
+    async def one(number: int, scheduled: float) -> None:
         nonlocal errors
-        lag = loop.time() - scheduled
-        lags.append(lag)
+        lags.append(loop.time() - scheduled)
         try:
-            status, version = await pool.request(raw)
+            status, version, written_at = await pool.request(
+                raw_request(number) if slowest else requests[number % len(requests)]
+            )
         except (OSError, asyncio.IncompleteReadError, ValueError):
             errors += 1
             return
@@ -216,7 +246,8 @@ async def _run_step(
             now = loop.time()
             latencies.append(now - scheduled)
             answered.append(now)
-            answered_lags.append(lag)
+            written.append(written_at)
+            numbers.append(number)
             if version is not None:
                 versions[version] += 1
         else:
@@ -225,13 +256,12 @@ async def _run_step(
     total = int(rate * seconds)
     start = loop.time() + 0.05
     tasks: list[asyncio.Task[None]] = []
-    cycle = itertools.cycle(requests)
     sent = 0
     while sent < total:
         now = loop.time()
         due = min(total, int((now - start) * rate) + 1) if now >= start else 0
         for index in range(sent, due):
-            tasks.append(asyncio.create_task(one(next(cycle), start + index / rate)))
+            tasks.append(asyncio.create_task(one(index, start + index / rate)))
         sent = max(sent, due)
         await asyncio.sleep(TICK_SECONDS)
     await asyncio.wait(tasks, timeout=30)
@@ -239,13 +269,15 @@ async def _run_step(
     pool.close()
     elapsed = max(finished - start, 1e-9)
     values = np.array(latencies) * 1000 if latencies else np.array([float("nan")])
-    windows: tuple[tuple[float, float], ...] = ()
-    client_share = 0.0
-    if slowest and latencies:
+
+    def timed(chosen: list[int]) -> tuple[TimedRequest, ...]:
         # asyncio's loop.time() is time.monotonic(), the clock the server-side traces use.
-        order = np.argsort(latencies)[-max(1, int(len(latencies) * slowest)) :]
-        windows = tuple((answered[i] - latencies[i], answered[i]) for i in order)
-        client_share = sum(answered_lags[i] for i in order) / max(sum(latencies[i] for i in order), 1e-9)
+        return tuple(
+            TimedRequest(f"{tag_prefix}{numbers[i]}", answered[i] - latencies[i], written[i], answered[i])
+            for i in chosen
+        )
+
+    slowest_ones, typical_ones = _slowest_and_typical(latencies, slowest)
     return StepResult(
         offered_rps=rate,
         achieved_rps=len(latencies) / elapsed,
@@ -255,10 +287,20 @@ async def _run_step(
         p99_ms=float(np.percentile(values, 99)),
         p999_ms=float(np.percentile(values, 99.9)),
         model_versions=dict(versions),
-        slowest_windows=windows,
         p99_send_lag_ms=float(np.percentile(lags, 99) * 1000) if lags else 0.0,
-        slowest_client_share=client_share,
+        slowest=timed(slowest_ones),
+        typical=timed(typical_ones),
     )
+
+
+def _slowest_and_typical(latencies: list[float], share: float) -> tuple[list[int], list[int]]:
+    """Indices of that share of the slowest latencies, and of as many around the median."""
+    if not share or not latencies:
+        return [], []
+    order = np.argsort(latencies)
+    count = max(1, int(len(latencies) * share))
+    middle = max(0, len(order) // 2 - count // 2)
+    return order[-count:].tolist(), order[middle : middle + count].tolist()
 
 
 def run_step(

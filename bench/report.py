@@ -9,6 +9,7 @@ from typing import Any
 import psutil
 
 from bench.memory import worker_values
+from bench.stalls import LATENCY_PARTS
 
 TAIL_FRACTION = 0.7
 MIB = 2**20
@@ -494,23 +495,33 @@ def _stall_lines(items: int, steps: list[dict[str, Any]]) -> list[str]:
     lines = [
         f"## Stall sources, traced run ({items:,} items; tracing costs CPU, so these latencies are not the targets')",
         "",
+        "Each request's latency is split into the client's lag before it wrote the request, the time before the app "
+        "(HTTP router, the workers' queue, uWSGI's parsing), in the app, and after it (uWSGI's write, the router, the "
+        "client's read), from the app's own start and end for that request (bench/traced_wsgi.py).",
+        "",
         "| share of max | p99 / p99.9 ms | GC pauses >= 0.5 ms (full) | longest GC pause | slowest 1 % overlapping "
-        "a GC pause >= 1 ms | worker recycled | client's send lag in the slowest 1 %'s latency | waiting for a core, "
-        "ms per s: HTTP router / workers / load generator |",
-        "|---|---|---|---|---|---|---|---|",
+        "a GC pause >= 1 ms | worker recycled | slowest 1 %, mean ms: client / before the app / in the app / after it "
+        "| the same for as many requests around the median | waiting for a core, ms per s: HTTP router / workers / "
+        "load generator |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for step in steps:
         gc = step["gc"]
         waits = step.get("run_queue_ms_per_s")
         waited = " / ".join(f"{waits[role]:.0f}" for role in RUN_QUEUE_ROLES) if waits else "not traced"
-        client = f"{step['slowest_client_share']:.0%}" if "slowest_client_share" in step else "not traced"
         lines.append(
             f"| {step['fraction_of_max']:.0%} | {step['p99_ms']:.1f} / {step['p999_ms']:.1f} "
             f"| {gc['count']} ({gc['full_collections']}) | {gc['max_ms']:.1f} ms "
             f"| {step['slowest_share_overlapping_gc']:.0%} | {'yes' if step['worker_recycled'] else 'no'} "
-            f"| {client} | {waited} |"
+            f"| {_parts(step.get('slowest_parts_ms'))} | {_parts(step.get('typical_parts_ms'))} | {waited} |"
         )
     return lines
+
+
+def _parts(parts: dict[str, float] | None) -> str:
+    if not parts or not parts["traced"]:
+        return "not traced"
+    return " / ".join(f"{parts[name]:.2f}" for name in LATENCY_PARTS)
 
 
 def _backpressure_lines(result: dict[str, Any]) -> list[str]:

@@ -1,10 +1,13 @@
 """Where the tail comes from: one traced load run that sets each slow request against the stall sources.
 
-uWSGI runs with bench/stalltrace.py imported (every garbage-collection pause of at least 0.5 ms, per process, on the
-monotonic clock the load generator shares). At each step up to 90 % of the maximum:
+uWSGI serves bench/traced_wsgi.py, which records every garbage-collection pause of at least 0.5 ms, per process, and
+each request's start and end in the app, on the monotonic clock the load generator shares. At each step up to 90 % of
+the maximum:
 - the slowest 1 % of requests are checked for overlap with a collection pause of at least 1 ms in any process;
 - the worker pids before and after the step show whether a worker was recycled meanwhile;
-- the load generator reports which part of those slowest requests' latency was its own send lag;
+- the slowest 1 %'s latency, and for contrast that of as many requests around the median, is split into its parts
+  (`latency_parts`): the client's own lag before it wrote the request, the time before the app (HTTP router, the
+  workers' queue, uWSGI's parsing), in the app, and after it (uWSGI's write, the router, the client's read);
 - each process's run-queue wait (/proc/<pid>/schedstat: time runnable but waiting for a core), summed per role
   (HTTP router, workers, load generator), shows how much of the step everything spent queued for the
   two cores that server and client share.
@@ -20,9 +23,9 @@ from typing import Any
 import psutil
 
 from api.contract import READINESS_PATH
-from bench.loadgen import run_step, warm_up
+from bench.loadgen import TimedRequest, run_step, warm_up
 from bench.server import LOG_TAIL_LINES, RESULTS, user_paths
-from bench.stalltrace import TRACE_DIR_ENV, pauses, summary
+from bench.stalltrace import TRACE_DIR_ENV, pauses, request_times, summary
 from tools.testkit import uwsgi
 
 TRACE_FRACTIONS = (0.5, 0.7, 0.8, 0.9)
@@ -63,11 +66,29 @@ def run_queue_waits(master: int) -> dict[str, float]:
     return waits
 
 
-def overlap_share(windows: tuple[tuple[float, float], ...], found: list[dict[str, Any]]) -> float:
-    """Share of the request windows (send, answer) that overlap at least one pause of PAUSE_THAT_COUNTS_SECONDS."""
+def overlap_share(requests: tuple[TimedRequest, ...], found: list[dict[str, Any]]) -> float:
+    """Share of the requests (due to answered) that overlap at least one pause of PAUSE_THAT_COUNTS_SECONDS."""
     spans = [(p["start"], p["start"] + p["seconds"]) for p in found if p["seconds"] >= PAUSE_THAT_COUNTS_SECONDS]
-    hit = sum(1 for sent, answered in windows if any(start < answered and end > sent for start, end in spans))
-    return hit / len(windows) if windows else 0.0
+    hit = sum(1 for r in requests if any(start < r.answered and end > r.scheduled for start, end in spans))
+    return hit / len(requests) if requests else 0.0
+
+
+LATENCY_PARTS = ("client", "before the app", "in the app", "after the app")
+
+
+def latency_parts(requests: tuple[TimedRequest, ...], in_app: dict[str, tuple[float, float]]) -> dict[str, float]:
+    """Mean ms of each part of these requests' latency (LATENCY_PARTS), over those the server's trace holds, with
+    their count ("traced"): a request the app never saw (refused by the router) has no parts."""
+    parts = [
+        (r.sent - r.scheduled, start - r.sent, end - start, r.answered - end)
+        for r in requests
+        for start, end in (in_app.get(r.tag, (None, None)),)
+        if start is not None and end is not None
+    ]
+    means = {
+        name: sum(p[i] for p in parts) * 1000 / len(parts) if parts else 0.0 for i, name in enumerate(LATENCY_PARTS)
+    }
+    return {**means, "traced": len(parts)}
 
 
 def stall_trace(
@@ -78,8 +99,8 @@ def stall_trace(
             models,
             log,
             workers=workers,
+            module="bench.traced_wsgi:application",
             extra_env={TRACE_DIR_ENV: trace},
-            extra_args=("--import", "bench.stalltrace"),
             tail_lines=LOG_TAIL_LINES,
         )
         steps = []
@@ -105,8 +126,10 @@ def stall_trace(
                 waited = {role: (waits_after[role] - waits_before[role]) * 1000 / elapsed for role in waits_after}
                 found = pauses(Path(trace), started - 0.1, time.monotonic() + 0.1)
                 collections = summary(found)
-                share = overlap_share(step.slowest_windows, found)
+                share = overlap_share(step.slowest, found)
                 recycled = worker_pids(server.pid) != before
+                in_app = request_times(Path(trace))
+                slowest_parts, typical_parts = (latency_parts(group, in_app) for group in (step.slowest, step.typical))
                 steps.append(
                     {
                         "fraction_of_max": fraction,
@@ -116,15 +139,20 @@ def stall_trace(
                         "gc": collections,
                         "slowest_share_overlapping_gc": share,
                         "worker_recycled": recycled,
-                        "slowest_client_share": step.slowest_client_share,
+                        "slowest_parts_ms": slowest_parts,
+                        "typical_parts_ms": typical_parts,
                         "run_queue_ms_per_s": waited,
                     }
                 )
                 print(
                     f"  traced {fraction:4.0%}: p99.9 {step.p999_ms:6.1f} ms, GC pauses {collections['count']} "
                     f"(max {collections['max_ms']:.1f} ms, {collections['full_collections']} full), slowest 1 % "
-                    f"overlapping one: {share:.0%}, worker recycled: {recycled}, client's part of their latency: "
-                    f"{step.slowest_client_share:.0%}, waiting for a core (ms per s): "
+                    f"overlapping one: {share:.0%}, worker recycled: {recycled}, slowest 1 % (median requests) in "
+                    f"ms: "
+                    + ", ".join(
+                        f"{name} {slowest_parts[name]:.2f} ({typical_parts[name]:.2f})" for name in LATENCY_PARTS
+                    )
+                    + ", waiting for a core (ms per s): "
                     + ", ".join(f"{role} {ms:.0f}" for role, ms in waited.items()),
                     flush=True,
                 )

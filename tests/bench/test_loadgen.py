@@ -53,3 +53,16 @@ def test_a_client_whose_loop_stalls_reports_its_own_send_lag(port: int, monkeypa
     assert step.completed == 100
     assert step.p99_send_lag_ms >= 20, "the lag the client caused must be reported, not left in the server's latency"
     assert step.slowest_client_share > 0.3, "much of the slowest requests' latency was the client's own lag"
+
+
+def test_a_traced_step_names_each_request_and_times_its_send(port: int) -> None:
+    step = loadgen.run_step("127.0.0.1", port, ["/a", "/b"], rate=200, seconds=0.5, connections=4, slowest=0.1)
+    timed = step.slowest + step.typical
+    assert len(step.slowest) == len(step.typical) == 10
+    assert len({request.tag for request in timed}) == 20
+    assert all(r.scheduled <= r.sent <= r.answered for r in timed)
+
+
+def test_an_untraced_step_keeps_no_request_times(port: int) -> None:
+    step = loadgen.run_step("127.0.0.1", port, ["/a"], rate=200, seconds=0.2, connections=4)
+    assert step.slowest == () and step.typical == ()

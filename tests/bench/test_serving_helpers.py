@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bench.loadgen import BRACKET_TOLERANCE, MAX_BISECTIONS, StepResult, find_max, sustained
+from bench.loadgen import BRACKET_TOLERANCE, MAX_BISECTIONS, StepResult, TimedRequest, find_max, sustained
 from bench.report import (
     FAIL,
     NOT_MEASURED,
@@ -436,7 +436,8 @@ def test_a_slow_request_counts_against_a_gc_pause_only_when_their_times_overlap(
         {"start": 20.0, "seconds": 0.0006, "generation": 0},  # too short to count
     ]
     windows = ((9.99, 10.001), (10.005, 10.02), (19.99, 20.01), (30.0, 30.1))
-    assert overlap_share(windows, found) == pytest.approx(1 / 4)
+    slowest = tuple(TimedRequest(f"r{i}", due, due, answered) for i, (due, answered) in enumerate(windows))
+    assert overlap_share(slowest, found) == pytest.approx(1 / 4)
     assert overlap_share((), found) == 0.0
 
 
