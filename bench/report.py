@@ -501,9 +501,9 @@ def _stall_lines(items: int, steps: list[dict[str, Any]]) -> list[str]:
         "",
         "| share of max | p99 / p99.9 ms | GC pauses >= 0.5 ms (full) | longest GC pause | slowest 1 % overlapping "
         "a GC pause >= 1 ms | worker recycled | slowest 1 %, mean ms: client / before the app / in the app / after it "
-        "| the same for as many requests around the median | waiting for a core, ms per s: HTTP router / workers / "
-        "load generator |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| the same for as many requests around the median | cores busy | waiting for a core, ms per s: HTTP router / "
+        "workers / load generator |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for step in steps:
         gc = step["gc"]
@@ -513,9 +513,14 @@ def _stall_lines(items: int, steps: list[dict[str, Any]]) -> list[str]:
             f"| {step['fraction_of_max']:.0%} | {step['p99_ms']:.1f} / {step['p999_ms']:.1f} "
             f"| {gc['count']} ({gc['full_collections']}) | {gc['max_ms']:.1f} ms "
             f"| {step['slowest_share_overlapping_gc']:.0%} | {'yes' if step['worker_recycled'] else 'no'} "
-            f"| {_parts(step.get('slowest_parts_ms'))} | {_parts(step.get('typical_parts_ms'))} | {waited} |"
+            f"| {_parts(step.get('slowest_parts_ms'))} | {_parts(step.get('typical_parts_ms'))} "
+            f"| {_share(step.get('cpu_busy_share'))} | {waited} |"
         )
     return lines
+
+
+def _share(value: float | None) -> str:
+    return "not traced" if value is None else f"{value:.0%}"
 
 
 def _parts(parts: dict[str, float] | None) -> str:

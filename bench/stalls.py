@@ -66,6 +66,13 @@ def run_queue_waits(master: int) -> dict[str, float]:
     return waits
 
 
+def busy_share(before: Any, after: Any) -> float:
+    """Share of the machine's CPU time between two `psutil.cpu_times()` readings that was not idle."""
+    total = sum(after) - sum(before)
+    idle = (after.idle - before.idle) + (getattr(after, "iowait", 0.0) - getattr(before, "iowait", 0.0))
+    return 1 - idle / total if total > 0 else 0.0
+
+
 def overlap_share(requests: tuple[TimedRequest, ...], found: list[dict[str, Any]]) -> float:
     """Share of the requests (due to answered) that overlap at least one pause of PAUSE_THAT_COUNTS_SECONDS."""
     spans = [(p["start"], p["start"] + p["seconds"]) for p in found if p["seconds"] >= PAUSE_THAT_COUNTS_SECONDS]
@@ -111,6 +118,7 @@ def stall_trace(
             for fraction in TRACE_FRACTIONS:
                 before = worker_pids(server.pid)
                 waits_before = run_queue_waits(server.pid)
+                cpu_before = psutil.cpu_times()
                 started = time.monotonic()
                 step = run_step(
                     "127.0.0.1",
@@ -122,6 +130,7 @@ def stall_trace(
                     slowest=SLOWEST_SHARE,
                 )
                 elapsed = time.monotonic() - started
+                busy = busy_share(cpu_before, psutil.cpu_times())
                 waits_after = run_queue_waits(server.pid)
                 waited = {role: (waits_after[role] - waits_before[role]) * 1000 / elapsed for role in waits_after}
                 found = pauses(Path(trace), started - 0.1, time.monotonic() + 0.1)
@@ -142,6 +151,7 @@ def stall_trace(
                         "slowest_parts_ms": slowest_parts,
                         "typical_parts_ms": typical_parts,
                         "run_queue_ms_per_s": waited,
+                        "cpu_busy_share": busy,
                     }
                 )
                 print(
@@ -152,7 +162,7 @@ def stall_trace(
                     + ", ".join(
                         f"{name} {slowest_parts[name]:.2f} ({typical_parts[name]:.2f})" for name in LATENCY_PARTS
                     )
-                    + ", waiting for a core (ms per s): "
+                    + f", cores busy {busy:.0%}, waiting for a core (ms per s): "
                     + ", ".join(f"{role} {ms:.0f}" for role, ms in waited.items()),
                     flush=True,
                 )
