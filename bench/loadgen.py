@@ -65,12 +65,6 @@ class StepResult:
     slowest: tuple[TimedRequest, ...] = ()
     typical: tuple[TimedRequest, ...] = ()
 
-    @property
-    def slowest_client_share(self) -> float:
-        """The part of the slowest requests' latency that passed before the client wrote them."""
-        waited = sum(request.sent - request.scheduled for request in self.slowest)
-        return waited / max(sum(request.answered - request.scheduled for request in self.slowest), 1e-9)
-
 
 def sustained(step: StepResult) -> bool:
     """Achieved >= 95 % of offered, p99 <= P99_LIMIT_MS and < 1 % of the requests failed (NaN latency fails)."""
@@ -226,19 +220,18 @@ async def _run_step(
     # Traced steps name every request, so that the server's own times for it (bench/stalltrace.py) can be found.
     tag_prefix = f"bench-{uuid.uuid4().hex[:8]}-"
 
-    def raw_request(number: int) -> bytes:
-        head = heads[number % len(heads)]
-        return f"{head}X-Request-Id: {tag_prefix}{number}\r\n\r\n".encode() if slowest else f"{head}\r\n".encode()
+    untraced = [f"{head}\r\n".encode() for head in heads]
 
-    requests = [raw_request(number) for number in range(len(heads))]
+    def raw_request(number: int) -> bytes:
+        if not slowest:
+            return untraced[number % len(untraced)]
+        return f"{heads[number % len(heads)]}X-Request-Id: {tag_prefix}{number}\r\n\r\n".encode()
 
     async def one(number: int, scheduled: float) -> None:
         nonlocal errors
         lags.append(loop.time() - scheduled)
         try:
-            status, version, written_at = await pool.request(
-                raw_request(number) if slowest else requests[number % len(requests)]
-            )
+            status, version, written_at = await pool.request(raw_request(number))
         except (OSError, asyncio.IncompleteReadError, ValueError):
             errors += 1
             return
