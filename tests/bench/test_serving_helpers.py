@@ -26,7 +26,7 @@ from bench.report import (
     worst_tail_ratio,
     write_results,
 )
-from bench.serving import parse_sizes
+from bench.serving import _maximum, parse_sizes
 from bench.stalls import overlap_share, run_queue_waits
 from bench.stalltrace import pauses, summary
 
@@ -164,6 +164,20 @@ def test_a_ramp_that_never_saturates_reports_its_last_step_without_a_bracket() -
     assert found.bracket is None
     assert found.bisection == ()
     assert found.max_rps == pytest.approx(100.0 * 1.4**4)
+
+
+def test_a_maximum_whose_ramp_ran_out_before_two_saturated_steps_stops_the_bench() -> None:
+    # The 1M-item recommendation search until 2026-12: from 100 req/s the 14th and last step (7,937) was the first
+    # to saturate, and 5,669, the step below it, was reported as the maximum.
+    with pytest.raises(SystemExit, match="raise --max-steps"):
+        _maximum(Server(7000.0), 100.0, 14, "recommendation")
+    found = _maximum(Server(7000.0), 100.0, 20, "recommendation")
+    assert 7000.0 / (1 + BRACKET_TOLERANCE) <= found.max_rps <= 7000.0
+
+
+def test_a_maximum_with_nothing_sustained_stops_the_bench() -> None:
+    with pytest.raises(SystemExit, match="no recommendation step was sustained"):
+        _maximum(Server(0.0), 100.0, 20, "recommendation")
 
 
 def test_a_server_saturated_at_the_starting_rate_is_searched_below_it() -> None:
