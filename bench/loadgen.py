@@ -180,10 +180,10 @@ class _Client:
     """Up to `limit` connections on raw non-blocking sockets under one epoll, with no task, future or stream per
     request: a request costs the client one send, one or two reads and the parsing of the answer's head.
 
-    Until 2026-12 the client ran on asyncio streams with a task per request. It used 50-90 us of CPU per request on
-    the cores the server shares (this one 35-50 us), and it wrote new requests only at its 1 ms tick, so every request
-    left up to a tick late (send lag p99 2.0 ms against 0.5-1.1 ms here) and the step's p50 at 1M items read 1.4-1.8 ms
-    where the server answered in 0.5-0.9 ms (docs/api.md, "The load generator").
+    Until 2026-12 the client ran on asyncio streams with a task per request. It used 47-88 us of CPU per request on
+    the cores the server shares (this one 35-49 us), and it wrote new requests only at its 1 ms tick, so every request
+    left up to a tick late (send lag p99 1.8-2.0 ms against 0.5-1.1 ms here) and the step's p50 at 1M items read
+    1.4-1.8 ms where the server answered in 0.5-0.9 ms (docs/api.md, "The load generator").
     """
 
     def __init__(self, host: str, port: int, limit: int, *, keep_alive: bool) -> None:

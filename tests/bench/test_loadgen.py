@@ -96,5 +96,5 @@ def test_a_keep_alive_step_reuses_its_connections(port: int) -> None:
 def test_error_answers_and_hang_ups_count_as_errors_and_the_step_still_ends(port: int) -> None:
     started = time.monotonic()
     step = loadgen.run_step("127.0.0.1", port, ["/a", "/fail", "/hang-up", "/a"], rate=200, seconds=0.5, connections=4)
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 15, "it must not wait out the 30 s allowed for answers"
     assert step.completed == 50 and step.errors == 50
