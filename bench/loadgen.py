@@ -226,8 +226,11 @@ class _Client:
                 self._read(connection)
 
     def close(self) -> None:
+        """Close every connection. Requests still unanswered are the caller's to count (`outstanding`), not errors
+        here as well."""
         self._waiting.clear()
         for connection in list(self._open.values()):
+            connection.request = None
             self._drop(connection)
         self._poller.close()
 

@@ -21,6 +21,8 @@ class _Ok(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         _Ok.clients.append(self.client_address)
+        if self.path == "/slow":
+            time.sleep(0.5)
         if self.path == "/hang-up":
             self.close_connection = True  # no answer at all
             return
@@ -98,3 +100,12 @@ def test_error_answers_and_hang_ups_count_as_errors_and_the_step_still_ends(port
     step = loadgen.run_step("127.0.0.1", port, ["/a", "/fail", "/hang-up", "/a"], rate=200, seconds=0.5, connections=4)
     assert time.monotonic() - started < 15, "it must not wait out the 30 s allowed for answers"
     assert step.completed == 50 and step.errors == 50
+
+
+def test_requests_still_unanswered_when_the_wait_ends_count_once_as_errors(
+    port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loadgen, "ANSWER_WAIT_SECONDS", 0.1)
+    # 10 requests on 4 connections: 4 in flight and 6 waiting for a connection when the wait ends.
+    step = loadgen.run_step("127.0.0.1", port, ["/slow"], rate=100, seconds=0.1, connections=4)
+    assert step.completed == 0 and step.errors == 10
