@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.hostnoise import steal_seconds
+
 TICK_SECONDS = 0.001
 MIN_ACHIEVED_SHARE = 0.95
 # Well above the service time (a 1M-item recommendation takes 1-4 ms at light load) and well below what a queue in
@@ -68,6 +70,9 @@ class StepResult:
     # How late the load generator itself started requests (its event loop's lag behind the schedule, before any
     # connection was waited for): latency the client added, not the server. 99th percentile, ms.
     p99_send_lag_ms: float = 0.0
+    # CPU time the hypervisor took from this machine's cores during the step, summed over the cores, ms per second
+    # (bench/hostnoise.py): a tail the host made, not the server.
+    host_steal_ms_per_s: float = 0.0
     # With `slowest` asked for: that share of the slowest requests, and as many around the median for contrast.
     slowest: tuple[TimedRequest, ...] = ()
     typical: tuple[TimedRequest, ...] = ()
@@ -386,7 +391,8 @@ def _run_step(
         return f"{heads[number % len(heads)]}X-Request-Id: {tag_prefix}{number}\r\n\r\n".encode()
 
     total = int(rate * seconds)
-    start = time.monotonic() + 0.05
+    stolen, steal_from = steal_seconds(), time.monotonic()
+    start = steal_from + 0.05
     sent = 0
     try:
         while sent < total:
@@ -403,6 +409,7 @@ def _run_step(
         while client.outstanding and time.monotonic() < deadline:
             client.serve(TICK_SECONDS)
         finished = time.monotonic()
+        stolen = steal_seconds() - stolen
         unanswered = client.outstanding
     finally:
         client.close()
@@ -428,6 +435,7 @@ def _run_step(
         p999_ms=float(np.percentile(values, 99.9)),
         model_versions=dict(client.versions),
         p99_send_lag_ms=float(np.percentile(lags, 99) * 1000) if lags else 0.0,
+        host_steal_ms_per_s=stolen * 1000 / max(finished - steal_from, 1e-9),
         slowest=timed(slowest_ones),
         typical=timed(typical_ones),
     )

@@ -431,6 +431,21 @@ def _memory_lines(items: str, entry: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _host_lines(found: dict[str, Any] | None) -> list[str]:
+    """The host's own pauses (bench/hostnoise.py), read before the runs: a floor under every tail figure below."""
+    if found is None:
+        return []
+    lost = ", ".join(f"{share:.1%}" for share in found["lost_share"])
+    return [
+        f"The host, before the runs: a busy loop on each of the {found['cores']} cores for {found['seconds']:g} s lost "
+        f"{lost} of its time in pauses, the longest {found['max_gap_ms']:.1f} ms, "
+        f"{found['long_gaps_per_s']:.1f} a second over 1 ms (all cores); the kernel counted "
+        f"{found['steal_ms_per_s']:.0f} ms of steal per second. Each sweep and traced step below gives the steal "
+        "during it: a request in flight on a core the host has taken waits the pause out.",
+        "",
+    ]
+
+
 def summary_lines(report: dict[str, Any]) -> list[str]:
     """The report as Markdown: machine, targets (medians of the runs), spread of every figure, the median run."""
     m = report["machine"]
@@ -442,6 +457,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         f"throughput is a floor. {settings['runs']} load run(s) per size, {settings['workers']} uWSGI workers, "
         f"{settings['step_seconds']:g} s steps.",
         "",
+        *_host_lines(report.get("host_probe")),
         "## Targets (1M items, median of the runs)",
         "",
         "| target | items | measured | verdict | detail |",
@@ -475,7 +491,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
             lines.append(
                 f"{int(items):>9,} items {step['fraction_of_max']:5.0%}: offered {step['offered_rps']:6.0f} achieved "
                 f"{step['achieved_rps']:6.0f} p50 {step['p50_ms']:6.1f} p99 {step['p99_ms']:7.1f} "
-                f"p99.9 {step['p999_ms']:7.1f} ms errors {step['errors']}"
+                f"p99.9 {step['p999_ms']:7.1f} ms errors {step['errors']} host steal "
+                f"{_steal(step.get('host_steal_ms_per_s'))} ms/s"
             )
         if "memory" in entry:
             lines += ["", *_memory_lines(items, entry)]
@@ -502,8 +519,8 @@ def _stall_lines(items: int, steps: list[dict[str, Any]]) -> list[str]:
         "| share of max | p99 / p99.9 ms | GC pauses >= 0.5 ms (full) | longest GC pause | slowest 1 % overlapping "
         "a GC pause >= 1 ms | worker recycled | slowest 1 %, mean ms: client / before the app / in the app / after it "
         "| the same for as many requests around the median | cores busy | waiting for a core, ms per s: HTTP router / "
-        "workers / load generator |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "workers / load generator | host steal, ms per s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for step in steps:
         gc = step["gc"]
@@ -514,9 +531,13 @@ def _stall_lines(items: int, steps: list[dict[str, Any]]) -> list[str]:
             f"| {gc['count']} ({gc['full_collections']}) | {gc['max_ms']:.1f} ms "
             f"| {step['slowest_share_overlapping_gc']:.0%} | {'yes' if step['worker_recycled'] else 'no'} "
             f"| {_parts(step.get('slowest_parts_ms'))} | {_parts(step.get('typical_parts_ms'))} "
-            f"| {_share(step.get('cpu_busy_share'))} | {waited} |"
+            f"| {_share(step.get('cpu_busy_share'))} | {waited} | {_steal(step.get('host_steal_ms_per_s'))} |"
         )
     return lines
+
+
+def _steal(value: float | None) -> str:
+    return "not measured" if value is None else f"{value:.0f}"
 
 
 def _share(value: float | None) -> str:

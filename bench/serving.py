@@ -33,6 +33,7 @@ from typing import Any
 from api.contract import LIVENESS_PATH
 from api.model.loader import load_model
 from api.serving.config import ANSWER_CACHE_SIZE_ENV
+from bench.hostnoise import probe
 from bench.loadgen import MaxSearch, StepResult, find_max, run_step, sustained, warm_up
 from bench.log_backpressure import log_backpressure
 from bench.memory import MEMORY_WORKERS, SWAP_WORKERS, memory_run, swap_memory_run
@@ -69,7 +70,7 @@ def _say(step: StepResult, label: str) -> None:
     print(
         f"  {label:6} offered {step.offered_rps:7.0f}/s  achieved {step.achieved_rps:7.0f}/s  p50 {step.p50_ms:7.2f}  "
         f"p99 {step.p99_ms:8.2f}  p99.9 {step.p999_ms:8.2f} ms  errors {step.errors}  "
-        f"client send lag p99 {step.p99_send_lag_ms:.2f} ms"
+        f"client send lag p99 {step.p99_send_lag_ms:.2f} ms  host steal {step.host_steal_ms_per_s:.0f} ms/s"
         f"{'' if sustained(step) else '  saturated'}",
         flush=True,
     )
@@ -272,6 +273,8 @@ def main(argv: list[str] | None = None) -> None:
     report: dict[str, Any] = {
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
+        # Before anything else runs: what the host takes from the cores, beside which the latency targets are read.
+        "host_probe": probe(),
         "settings": {
             "sizes": list(args.sizes),
             "workers": args.workers,

@@ -10,7 +10,8 @@ the maximum:
   workers' queue, uWSGI's parsing), in the app, and after it (uWSGI's write, the router, the client's read);
 - each process's run-queue wait (/proc/<pid>/schedstat: time runnable but waiting for a core), summed per role
   (HTTP router, workers, load generator), shows how much of the step everything spent queued for the
-  two cores that server and client share.
+  two cores that server and client share;
+- the hypervisor's steal during the step (bench/hostnoise.py): time the host took the cores away.
 Tracing costs a little CPU, so this run's latencies are reported apart from the measured runs.
 """
 
@@ -152,6 +153,7 @@ def stall_trace(
                         "typical_parts_ms": typical_parts,
                         "run_queue_ms_per_s": waited,
                         "cpu_busy_share": busy,
+                        "host_steal_ms_per_s": step.host_steal_ms_per_s,
                     }
                 )
                 print(
@@ -163,7 +165,8 @@ def stall_trace(
                         f"{name} {slowest_parts[name]:.2f} ({typical_parts[name]:.2f})" for name in LATENCY_PARTS
                     )
                     + f", cores busy {busy:.0%}, waiting for a core (ms per s): "
-                    + ", ".join(f"{role} {ms:.0f}" for role, ms in waited.items()),
+                    + ", ".join(f"{role} {ms:.0f}" for role, ms in waited.items())
+                    + f", host steal {step.host_steal_ms_per_s:.0f} ms per s",
                     flush=True,
                 )
                 time.sleep(1.5)

@@ -212,6 +212,7 @@ def sweep(*, worst_tail: float = 2.0, worst_p999: float = 10.0) -> list[dict[str
                 "p50_ms": 2.0,
                 "p99_ms": 2.0 * (worst_tail if worst else 1.5) * (20 if saturated else 1),
                 "p999_ms": (worst_p999 if worst else 5.0) * (20 if saturated else 1),
+                "host_steal_ms_per_s": 100 * fraction,
             }
         )
     return steps
@@ -402,6 +403,14 @@ def test_results_file_holds_the_date_commit_machine_and_every_target(tmp_path: P
         "commit": "abc1234",
         "machine": {"cpu": "Test CPU", "cpus": 2, "memory_gib": 23.5, "python": "3.11.7", "kernel": "6.1"},
         "settings": {"runs": 3, "workers": 2, "step_seconds": 3.0},
+        "host_probe": {
+            "seconds": 5.0,
+            "cores": 2,
+            "lost_share": [0.021, 0.034],
+            "max_gap_ms": 13.2,
+            "long_gaps_per_s": 8.4,
+            "steal_ms_per_s": 45.0,
+        },
         "sizes": {"1000000": size_entry([load_run(), load_run(rec_rps=1000), load_run()], pss_totals=None)},
     }
     report["sizes"]["1000000"]["ann"] = None
@@ -428,6 +437,9 @@ def test_results_file_holds_the_date_commit_machine_and_every_target(tmp_path: P
     assert "2026-11-30T01:00:00+00:00" in text and "`abc1234`" in text and "Test CPU" in text
     assert all(f"| {row['target']} |" in text for row in report["targets"])
     assert "unsteady" in text  # rec max 1000 vs 1500 in the runs
+    assert "lost 2.1%, 3.4% of its time in pauses, the longest 13.2 ms, 8.4 a second over 1 ms" in text
+    assert "the kernel counted 45 ms of steal per second" in text
+    assert "p99.9     5.0 ms errors 0 host steal 50 ms/s" in text  # the 50 % step of the median run's sweep
     assert "- 1,000,000 items: 100 neighbours per item, float16 weights = 572 MiB of the model's 600 MiB" in text
     assert "the item-item version is 590 MiB" in text
     assert "| blocking (router stopped 5 s at 1000 req/s) | 3.0 / 4000.0 / 3.0 | 17 | 15000 | 0 | 15000 |" in text

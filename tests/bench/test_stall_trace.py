@@ -60,7 +60,7 @@ def test_a_traced_step_finds_the_apps_own_times_for_its_slowest_and_median_reque
     assert min(r.answered - r.scheduled for r in step.slowest) >= max(r.answered - r.scheduled for r in step.typical)
 
 
-def test_the_report_shows_each_part_of_the_slowest_and_median_latency_and_how_busy_the_cores_were() -> None:
+def test_the_report_shows_each_part_of_the_slowest_and_median_latency_how_busy_the_cores_were_and_the_steal() -> None:
     parts = {"client": 1.0, "before the app": 12.5, "in the app": 0.4, "after the app": 1.25, "traced": 40}
     step = {
         "fraction_of_max": 0.9,
@@ -73,6 +73,9 @@ def test_the_report_shows_each_part_of_the_slowest_and_median_latency_and_how_bu
         "typical_parts_ms": {**parts, "traced": 0},  # none of them found in the server's trace
         "cpu_busy_share": 0.93,
         "run_queue_ms_per_s": {"http": 250.0, "worker": 500.0, "load generator": 80.0},
+        "host_steal_ms_per_s": 41.6,
     }
     row = _stall_lines(1_000_000, [step])[-1]
-    assert "| 1.00 / 12.50 / 0.40 / 1.25 | not traced | 93% | 250 / 500 / 80 |" in row
+    assert row.endswith("| 1.00 / 12.50 / 0.40 / 1.25 | not traced | 93% | 250 / 500 / 80 | 42 |")
+    del step["host_steal_ms_per_s"]  # a report from before the column
+    assert _stall_lines(1_000_000, [step])[-1].endswith("| 250 / 500 / 80 | not measured |")
