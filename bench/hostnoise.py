@@ -4,8 +4,9 @@ The bench machines are 2-vCPU virtual machines. On one of them (2026-12-01, kern
 busy Python loop lost 1.7-3.7 % of its time in gaps of up to 7-15 ms, 25-55 of them over 1 ms in 10 s, and the
 kernel counted 0.15-0.30 s of steal per core in 10 s (/proc/stat). A gap freezes whatever runs on that core: the
 HTTP router, a worker or the load generator; with two cores busy 65-86 % of the time the other core cannot take
-over, so every request in flight waits it out. A p99 of a few ms can be the host's, not the server's, and the report
-shows the host's share beside the latency targets (docs/api.md, "Benchmarks").
+over, so every request in flight waits it out. A p99 of a few ms can be the host's, not the server's, so the report
+shows the host's share beside the latency targets (docs/api.md, "What the host takes from the cores", which also
+has a full run whose tail stayed with no steal at all).
 """
 
 import multiprocessing
