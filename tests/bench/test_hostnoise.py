@@ -37,7 +37,7 @@ def _spin(seconds: float, results: "multiprocessing.Queue[list[float]]") -> None
 def test_a_busy_loop_reports_the_time_its_process_was_stopped_for() -> None:
     context = multiprocessing.get_context("spawn")
     results: multiprocessing.Queue[list[float]] = context.Queue()
-    spinner = context.Process(target=_spin, args=(1.5, results))
+    spinner = context.Process(target=_spin, args=(3.0, results))  # long enough for a slow parent under load
     spinner.start()
     try:
         assert results.get(timeout=60) == []
