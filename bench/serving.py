@@ -48,7 +48,7 @@ from bench.report import (
     target_verdicts,
     write_results,
 )
-from bench.server import RESULTS, ROOT, cpu_seconds, item_paths, start_uwsgi, stop, user_paths
+from bench.server import RESULTS, ROOT, compile_like_the_image, cpu_seconds, item_paths, start_uwsgi, stop, user_paths
 from bench.stalls import stall_trace
 
 MODEL_CACHE = RESULTS / "models"
@@ -243,7 +243,7 @@ def parse_sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
-def main(argv: list[str] | None = None) -> None:
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.serving", description=__doc__)
     parser.add_argument(
         "--sizes",
@@ -268,8 +268,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--results", type=Path, default=RESULTS_FILE, help=f"the generated results file (default {RESULTS_FILE.name})"
     )
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _arguments(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if not compile_like_the_image():
+        raise SystemExit("api/ does not compile; see the lines above")
     report: dict[str, Any] = {
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
