@@ -16,6 +16,7 @@ import numpy as np
 
 from api.contract import CURRENT_POINTER
 from api.model import answers as answer_files
+from api.model import checksums
 from api.model import neighbours as neighbour_files
 from api.model.ann import INDEX_SPECS
 from api.model.format import MANIFEST_NAME, ModelArrays, array_file, assemble_arrays, publish_model
@@ -64,11 +65,11 @@ def cached_model(cache: Path, items: int, users: int, ann_min_items: int, *, fam
     as an item-item version: the neighbour lists of the ALS model as its item-item weights (EASE itself cannot be
     fitted above EASE_MAX_ITEMS = 20,000 items; serving cost depends only on the lists' shape and dtype), no factors.
     """
-    # The index kinds and the neighbour and answer counts are in the name: a cached model built otherwise is not
-    # reused.
+    # The index kinds, the neighbour and answer counts and the checksum the loader checks are in the name: a cached
+    # model built otherwise is not reused (one with only sha256 would make the start-up time an earlier release's).
     kinds = "-".join(spec.kind for spec in INDEX_SPECS)
     counts = f"neighbours-{neighbour_files.DEFAULT_COUNT}-answers-{answer_files.DEFAULT_COUNT}"
-    base = f"synthetic-{items}-items-{users}-users-{kinds}-{counts}"
+    base = f"synthetic-{items}-items-{users}-users-{kinds}-{counts}-{checksums.PREFERRED}"
     root = cache / (base if family == "als" else f"{base}-{family}")
     if (root / CURRENT_POINTER / MANIFEST_NAME).is_file():
         return root

@@ -98,7 +98,7 @@ def problem(answers: Answers, item_ids: NDArray[np.bytes_], neighbours: Neighbou
     """The first inconsistency as (file name, what is wrong and what to do), or None.
 
     The offsets are checked whole (one pass); the text on SAMPLE_ROWS rows spread over the catalogue, rebuilt from
-    the lists and compared. The file's sha256 has already caught damage since the trainer wrote it; the sample
+    the lists and compared. The file's checksum has already caught damage since the trainer wrote it; the sample
     catches a writer that disagrees with this release's answers.
     """
     offsets = answers.offsets

@@ -5,7 +5,6 @@ share the same pages. Ids are sorted fixed-width UTF-8 byte arrays searched with
 factors belongs to `item_ids[i]`, so no per-id Python object or dict is ever built.
 """
 
-import hashlib
 import json
 import os
 import shutil
@@ -22,6 +21,7 @@ from api.contract import CURRENT_POINTER
 from api.model import answers
 from api.model import neighbours as neighbour_files
 from api.model.ann import write as write_index
+from api.model.checksums import WRITTEN, digests_of
 
 if TYPE_CHECKING:
     from api.model.ann import AnnBuild
@@ -100,14 +100,6 @@ def expected_layout(users: int, items: int, factors: int, seen: int) -> dict[str
     }
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def publish_model(
     root: Path,
     version: str,
@@ -148,13 +140,17 @@ def publish_model(
         for name, array in named:
             path = staging / array_file(name)
             np.save(path, array, allow_pickle=False)
-            files[array_file(name)] = {"sha256": sha256_of(path), "dtype": str(array.dtype), "shape": list(array.shape)}
+            files[array_file(name)] = {
+                **digests_of(path, WRITTEN),
+                "dtype": str(array.dtype),
+                "shape": list(array.shape),
+            }
         for built in indexes:
             path = staging / built.spec.file
             write_index(built.index, str(path))
             metadata = {
                 **metadata,
-                built.spec.manifest_key: {**built.metadata, "file": built.spec.file, "sha256": sha256_of(path)},
+                built.spec.manifest_key: {**built.metadata, "file": built.spec.file, **digests_of(path, WRITTEN)},
             }
         users, factors = arrays.user_factors.shape
         manifest = {

@@ -131,7 +131,7 @@ DAMAGES: list[Damage] = [
     _set("counts", "seen", value=-1, problem="counts.seen -1"),
     _set("factors", value=32.0, problem="factors 32.0"),
     _set("files", value=["item_factors.npy"], problem="files is not an object"),
-    _set("files", "item_ids.npy", "sha256", value=12, problem="sha256 12", named="item_ids.npy"),
+    _set("files", "item_ids.npy", "xxh3_128", value=12, problem="xxh3_128 12", named="item_ids.npy"),
     _set("algorithm", "parameters", "alpha", value="ten", problem="alpha 'ten'"),
     _set("algorithm", value="als", problem="algorithm.parameters is not an object"),
     _set("version", value="v1\r\nSet-Cookie: a=b", problem="version 'v1\\r\\nSet-Cookie: a=b'"),

@@ -12,7 +12,8 @@ import pytest
 from numpy.typing import NDArray
 
 from api.contract import CURRENT_POINTER
-from api.model.format import MANIFEST_NAME, array_file, publish_model, sha256_of
+from api.model.checksums import WRITTEN, digests_of
+from api.model.format import MANIFEST_NAME, array_file, publish_model
 from api.model.loader import ModelLoadError, load_model
 
 
@@ -31,7 +32,7 @@ def rewrite_with_valid_checksum(version_dir: Path, name: str, array: NDArray[Any
 def update_checksum(version_dir: Path, filename: str) -> None:
     manifest_path = version_dir / MANIFEST_NAME
     manifest = json.loads(manifest_path.read_text())
-    manifest["files"][filename]["sha256"] = sha256_of(version_dir / filename)
+    manifest["files"][filename].update(digests_of(version_dir / filename, WRITTEN))
     manifest_path.write_text(json.dumps(manifest))
 
 

@@ -154,4 +154,5 @@ def test_the_trainer_records_the_answer_count_and_lists_the_files_with_checksums
     manifest = json.loads((trained.version_dir / MANIFEST_NAME).read_text())
     assert manifest["neighbours"][answer_files.COUNT_KEY] == answer_files.DEFAULT_COUNT
     for name in answer_files.NAMES:
-        assert len(manifest["files"][array_file(name)]["sha256"]) == 64
+        entry = manifest["files"][array_file(name)]
+        assert (len(entry["xxh3_128"]), len(entry["sha256"])) == (32, 64)
