@@ -70,7 +70,7 @@ $(LOCKED_BUT_UWSGI): $(LOCKED_REQUIREMENTS)
 	mv $@.tmp $@
 
 # --compile-bytecode as in the image (api/Dockerfile): uwsgi.ini sets PYTHONDONTWRITEBYTECODE, so without it every
-# uWSGI start compiles Flask, NumPy and faiss from source again (0.35 s of a 1.8 s start at 1M items, measured).
+# uWSGI start compiles Flask, NumPy and faiss from source again (about 0.5 s of a 1.8-2.0 s start at 1M items).
 $(SETUP_STAMP): $(LOCKED_BUT_UWSGI) tools/uwsgi_build.py $(UWSGI_PATCHES) | $(UV)
 	[ -x $(PYTHON) ] || $(UV) venv --quiet --python python3 .venv
 	$(UV) pip sync --quiet --compile-bytecode --python $(PYTHON) --require-hashes $(LOCKED_BUT_UWSGI)
