@@ -1,28 +1,21 @@
 """Flask application factory: loads the model once, then answers from memory."""
 
 import logging
-import re
 import time
-import uuid
-from typing import TYPE_CHECKING
 
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from api.model.loader import load_model
 from api.serving.config import ApiConfig
-from api.serving.logs import APP_LOGGER, REQUEST_LOGGER, configure_logging, request_fields
+from api.serving.heads import head_problem
+from api.serving.logs import APP_LOGGER, accepted_request_id, configure_logging, log_request
 from api.serving.recommender import Recommender
 from api.serving.responses import ModelUnavailableError, UnknownItemError, error_response
 from api.serving.routes import blueprint
+from api.serving.similar_shortcut import SimilarItemsShortcut
 from api.serving.state import STATE_KEY, ServingState, model_version, request_recommender, serving_state
 from api.serving.validation import InvalidRequestError
-
-if TYPE_CHECKING:
-    from _typeshed.wsgi import WSGIEnvironment
-
-# Accept the caller's id when it is printable and short; otherwise a fresh one, so logs stay parseable.
-REQUEST_ID_PATTERN = re.compile(r"[\x21-\x7e]{1,200}")
 
 
 def create_app(config: ApiConfig | None = None) -> Flask:
@@ -50,17 +43,18 @@ def create_app(config: ApiConfig | None = None) -> Flask:
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _internal_error)
     app.register_blueprint(blueprint)
+    app.wsgi_app = SimilarItemsShortcut(app.wsgi_app, app.extensions[STATE_KEY])  # type: ignore[method-assign]
     return app
 
 
 def _start_request() -> Response | None:
     g.started = time.perf_counter()
-    incoming = request.headers.get("X-Request-Id", "")
-    g.request_id = incoming if REQUEST_ID_PATTERN.fullmatch(incoming) else uuid.uuid4().hex
+    g.request_id = accepted_request_id(request.headers.get("X-Request-Id", ""))
     request_recommender()  # the one snapshot this request answers from (api/serving/state.py)
-    oversized = _oversized_head(request.environ, serving_state().config)
+    oversized = head_problem(request.environ, serving_state().config)
     if oversized is not None:
-        return oversized
+        status, error, detail = oversized
+        return error_response(status, error, [detail])
     if "chunked" in request.headers.get("Transfer-Encoding", "").lower():
         # uWSGI 2.0's HTTP router does not decode chunked request bodies (it would pass them on as the next request
         # on the connection), so the body cannot be read: ask for Content-Length and close the connection.
@@ -77,45 +71,6 @@ def _start_request() -> Response | None:
     return None
 
 
-def _oversized_head(environ: "WSGIEnvironment", config: ApiConfig) -> Response | None:
-    """414 or 431 (RFC 9110 section 15.5.15, RFC 6585 section 5) for a request head over the documented limits.
-
-    uWSGI's HTTP router carries heads up to its 64 KiB packet to the app (api/uwsgi.ini), so these answers reach
-    the client as JSON; only heads beyond that packet are closed by the router without an answer.
-    """
-    target = environ.get("REQUEST_URI")
-    if target is None:  # servers other than uWSGI (the test client sets it too, but WSGI does not require it)
-        query = environ.get("QUERY_STRING", "")
-        target = environ.get("PATH_INFO", "") + ("?" + query if query else "")
-    # WSGI strings are the wire bytes decoded as latin-1 (PEP 3333), so len() counts bytes.
-    if len(target) > config.max_request_target_bytes:
-        limit = config.max_request_target_bytes
-        message = f"the request target is {len(target)} bytes; the limit is {limit}: send fewer or shorter ids"
-        return error_response(414, "uri too long", [{"field": "url", "message": message}])
-    size = _header_bytes(environ)
-    if size > config.max_header_bytes:
-        limit = config.max_header_bytes
-        message = f"the header fields are {size} bytes; the limit is {limit}: send smaller cookies or fewer headers"
-        return error_response(431, "request header fields too large", [{"field": "headers", "message": message}])
-    return None
-
-
-def _header_bytes(environ: "WSGIEnvironment") -> int:
-    """The header fields' size as on the wire (`Name: value` and CRLF), from the CGI variables made of them."""
-    prefixed = sum(
-        len(name) - len("HTTP_") + len(": \r\n") + len(value)
-        for name, value in environ.items()
-        if name.startswith("HTTP_") and isinstance(value, str)
-    )
-    # Content-Type and Content-Length are the two fields CGI passes without the HTTP_ prefix.
-    unprefixed = sum(
-        len(name) + len(": \r\n") + len(environ.get(name) or "")
-        for name in ("CONTENT_TYPE", "CONTENT_LENGTH")
-        if environ.get(name)
-    )
-    return prefixed + unprefixed
-
-
 def _allowed(methods: "set[str] | frozenset[str] | None") -> str:
     return ", ".join(sorted(methods or ()))
 
@@ -126,24 +81,14 @@ def _finish_request(response: Response) -> Response:
     response.headers["X-Request-Id"] = request_id
     if version is not None:
         response.headers["X-Model-Version"] = version
-    duration_ms = round((time.perf_counter() - g.started) * 1000, 3)
-    status = response.status_code
-    # Each read through the `request` proxy costs a context lookup; the log line needs four.
-    method, path = request.method, request.path
-    logging.getLogger(REQUEST_LOGGER).log(
-        logging.ERROR if status >= 500 else logging.INFO,
-        "%s %s %s",
-        method,
-        path,
-        status,
-        extra=request_fields(
-            request_id=request_id,
-            method=method,
-            path=path,
-            status=status,
-            duration_ms=duration_ms,
-            model_version=version,
-        ),
+    # Each read through the `request` proxy costs a context lookup.
+    log_request(
+        request_id=request_id,
+        method=request.method,
+        path=request.path,
+        status=response.status_code,
+        started=g.started,
+        model_version=version,
     )
     return response
 

@@ -2,7 +2,10 @@
 
 import json
 import logging
+import re
 import sys
+import time
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,6 +13,8 @@ from api.contract import LOG_BASE_FIELDS, LOG_REQUEST_FIELDS
 
 REQUEST_LOGGER = "api.request"
 APP_LOGGER = "api"
+# Accept the caller's id when it is printable and short; otherwise a fresh one, so logs stay parseable.
+REQUEST_ID_PATTERN = re.compile(r"[\x21-\x7e]{1,200}")
 
 
 class JsonFormatter(logging.Formatter):
@@ -46,6 +51,33 @@ def request_fields(
         "duration_ms": duration_ms,
         "model_version": model_version,
     }
+
+
+def accepted_request_id(incoming: str) -> str:
+    """The request's id: the caller's X-Request-Id when it is printable and short, else a fresh one."""
+    return incoming if REQUEST_ID_PATTERN.fullmatch(incoming) else uuid.uuid4().hex
+
+
+def log_request(
+    *, request_id: str, method: str, path: str, status: int, started: float, model_version: str | None
+) -> None:
+    """The request's log line (ERROR for a 5xx); `started` is its time.perf_counter() on arrival."""
+    duration_ms = round((time.perf_counter() - started) * 1000, 3)
+    logging.getLogger(REQUEST_LOGGER).log(
+        logging.ERROR if status >= 500 else logging.INFO,
+        "%s %s %s",
+        method,
+        path,
+        status,
+        extra=request_fields(
+            request_id=request_id,
+            method=method,
+            path=path,
+            status=status,
+            duration_ms=duration_ms,
+            model_version=model_version,
+        ),
+    )
 
 
 class StdoutHandler(logging.Handler):

@@ -32,11 +32,14 @@ class RawJson(str):
 
 
 def json_response(payload: dict[str, Any], status: int = 200) -> Response:
-    # Payloads are plain JSON types and RawJson; the text goes straight into the response, skipping jsonify's
-    # provider machinery.
-    body = _encode({"model_version": model_version(), **payload})
     # Flask's own Response class (the app never replaces it): `current_app.response_class` is one more proxy lookup.
-    return Response(body, status=status, mimetype="application/json")
+    return Response(json_body(model_version(), payload), status=status, mimetype="application/json")
+
+
+def json_body(version: str | None, payload: dict[str, Any]) -> str:
+    """Every JSON answer's text: the model version, then the payload. Payloads are plain JSON types and RawJson; the
+    text goes straight into the response, skipping jsonify's provider machinery."""
+    return _encode({"model_version": version, **payload})
 
 
 def dumps(value: Any) -> str:
