@@ -73,7 +73,7 @@ def test_a_step_reports_the_steal_counted_while_it_ran(monkeypatch: pytest.Monke
 def test_a_gap_that_runs_past_the_window_counts_only_up_to_its_end(monkeypatch: pytest.MonkeyPatch) -> None:
     # The loop reads the clock at 0, then at 0.1 s, then is taken away until 0.5 s, past its 0.3 s window.
     readings = iter([0.0, 0.1, 0.5])
-    monkeypatch.setattr(hostnoise.time, "perf_counter", lambda: next(readings))
+    monkeypatch.setattr(time, "perf_counter", lambda: next(readings))
     gaps = hostnoise.busy_gaps(0.3)
     assert gaps == pytest.approx([0.1, 0.2])
     assert hostnoise.gap_summary(gaps, 0.3)["lost_share"] == pytest.approx(1.0)
