@@ -81,7 +81,6 @@ def _finish_request(response: Response) -> Response:
     response.headers["X-Request-Id"] = request_id
     if version is not None:
         response.headers["X-Model-Version"] = version
-    # Each read through the `request` proxy costs a context lookup.
     log_request(
         request_id=request_id,
         method=request.method,
