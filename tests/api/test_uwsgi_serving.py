@@ -55,6 +55,43 @@ def test_uwsgi_serves_recommendations_over_keep_alive_and_logs_json(model_root: 
     assert any(record.get("request_id") == "keepalive-1" and record["status"] == 200 for record in records)
 
 
+def test_uwsgi_serves_similar_items_from_the_shortcut_with_flasks_headers_and_log_line(
+    model_root: Path, tmp_path: Path
+) -> None:
+    """The shortcut (api/serving/similar_shortcut.py) under the real server: its answer and Flask's for the same item
+    (with `exclude`, which goes to Flask) on one kept-alive connection, with the same headers and log fields."""
+    with running(model_root, tmp_path / "uwsgi.log") as server:
+        address = urlsplit(server.url)
+        connection = http.client.HTTPConnection(address.hostname or "", address.port, timeout=10)
+        answers = []
+        for request_id, query in (("shortcut-1", "k=3"), ("flask-1", "k=3&exclude=nothing-known")):
+            connection.request("GET", f"/v1/items/i0000001/similar?{query}", headers={"X-Request-Id": request_id})
+            response = connection.getresponse()
+            answers.append((response.status, response.getheaders(), response.read()))
+        connection.close()
+    (status, headers, body), (flask_status, flask_headers, flask_body) = answers
+    assert status == flask_status == 200
+    assert body == flask_body
+    assert len(json.loads(body)["items"]) == 3
+    fields = {name.lower(): value for name, value in headers}
+    assert fields["content-length"] == str(len(body))
+    assert fields["content-type"] == "application/json"
+    assert fields["x-request-id"] == "shortcut-1"
+    assert fields["x-model-version"] == "v1"
+    assert [name.lower() for name, _ in headers] == [name.lower() for name, _ in flask_headers]
+    records = {
+        record.get("request_id"): record
+        for record in (json.loads(line) for line in server.output().splitlines() if line.startswith("{"))
+    }
+    shortcut, flask = records["shortcut-1"], records["flask-1"]
+    assert list(shortcut) == list(flask)
+    assert (shortcut["path"], shortcut["status"], shortcut["model_version"]) == (
+        "/v1/items/i0000001/similar",
+        200,
+        "v1",
+    )
+
+
 def test_sigterm_lets_the_in_flight_request_complete(model_root: Path, tmp_path: Path) -> None:
     with running(model_root, tmp_path / "uwsgi.log", module="tests.api.slow_wsgi:application") as server:
         assert requests.get(server.url + RECOMMEND, timeout=10).status_code == 200
