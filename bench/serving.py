@@ -10,8 +10,9 @@ maximum the same way in the same run, then similar items' maximum (items drawn u
 neighbour lookup). User ids are Zipf-distributed over the known users, 10 % are unknown.
 
 Each size is also served as an item-item version (bench/model.py: the same catalogue's neighbour lists as item-item
-weights) for one run of the recommendation maximum, the latency at 70 % of it and the similar-items maximum, which
-the report compares with the ALS model's (`--skip-item-item` leaves it out).
+weights) for `--runs` runs of the recommendation maximum and the similar-items maximum, which the report compares with
+the ALS model's, and then both versions at once for their latency at 70 % of the ALS maximum, in steps that alternate
+between them (bench/family_latency.py; `--skip-item-item` leaves all of it out).
 
 With the largest model requested (--sizes), uWSGI is also started with 1, 2 and 4 workers for start-to-ready time and
 the PSS of the master and of every worker, and once more with 2 workers on a private model root whose `current`
@@ -33,6 +34,8 @@ from typing import Any
 from api.contract import LIVENESS_PATH
 from api.model.loader import load_model
 from api.serving.config import ANSWER_CACHE_SIZE_ENV
+from bench.family_latency import ROUNDS as FAMILY_ROUNDS
+from bench.family_latency import interleaved_latency
 from bench.hostnoise import probe
 from bench.loadgen import MaxSearch, StepResult, find_max, run_step, sustained, warm_up
 from bench.log_backpressure import log_backpressure
@@ -44,6 +47,7 @@ from bench.report import (
     median_family_run,
     median_run,
     plot,
+    repeat_summary,
     summary_lines,
     target_verdicts,
     write_results,
@@ -205,15 +209,13 @@ def _maximum(measure: Callable[[float, str], StepResult], start_rate: float, max
 def family_run(
     models: Path, items: int, users: int, workers: int, *, seconds: float, max_steps: int, log: Path
 ) -> dict[str, Any]:
-    """The item-item version's recommendation maximum, its latency at TAIL_FRACTION of it and its similar maximum."""
+    """The item-item version's recommendation maximum and its similar-items maximum (its latency: family_latency)."""
     server = start_uwsgi(models, workers, log)
     port = server.port
     try:
         paths = user_paths(users, 20_000)
         warm_up("127.0.0.1", port, paths)
-        measure = _measurer(port, paths, seconds)
-        recommendations = _maximum(measure, 100.0, max_steps, "item-item recommendation")
-        tail = [asdict(measure(TAIL_FRACTION * recommendations.max_rps, f"{TAIL_FRACTION:.0%}")) for _ in range(3)]
+        recommendations = _maximum(_measurer(port, paths, seconds), 100.0, max_steps, "item-item recommendation")
         similar = _similar_max(port, items, seconds, max_steps)
     finally:
         stop(server)
@@ -221,7 +223,6 @@ def family_run(
         "workers": workers,
         "ready_seconds": round(server.ready_seconds, 3),
         "recommendations": recommendations.as_json(),
-        "at_tail_fraction": tail,
         "similar_items": similar.as_json(),
     }
 
@@ -338,6 +339,19 @@ def main(argv: list[str] | None = None) -> None:
                     )
                 )
             entry["item_item"] = {"model_bytes": model_bytes(item_item), **median_family_run(entry["item_item_runs"])}
+            rate = TAIL_FRACTION * repeat_summary(entry["load_runs"])["rec_max_rps"]["median"]
+            print(f"  ALS and item-item latency, interleaved at {rate:.0f} req/s", flush=True)
+            entry["family_latency"] = interleaved_latency(
+                {"als": models, "item_item": item_item},
+                users,
+                args.workers,
+                rate=rate,
+                seconds=args.step_seconds,
+                rounds=FAMILY_ROUNDS,
+                connections=CONNECTIONS,
+                pause=PAUSE_SECONDS,
+                log=log,
+            )
         if args.trace_stalls:
             entry["stall_trace"] = stall_trace(
                 models,
