@@ -10,7 +10,7 @@ uWSGI. Standard library only: it runs before the project's environment exists.
    patch that no longer matches the source exactly fails the build instead of landing somewhere else.
 4. The wheel is built by the target interpreter (uWSGI embeds the Python it is compiled against) and keeps the
    lock's version in its metadata; the binary reports it with a suffix
-   (`uwsgi --version`: 2.0.31-recsys-pipelining-postbuffering).
+   (`uwsgi --version`: 2.0.31-recsys-pipelining-postbuffering-respawn).
 5. With --cache, a built wheel is kept per (sdist hash, patches, interpreter): a second `make setup` only reinstalls.
 """
 
@@ -28,7 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # What `uwsgi --version` appends to the version (uwsgiconfig.py's append_version); tests check for it.
-VERSION_SUFFIX = "recsys-pipelining-postbuffering"
+VERSION_SUFFIX = "recsys-pipelining-postbuffering-respawn"
 
 
 class BuildError(Exception):

@@ -23,7 +23,7 @@ def test_the_pin_and_its_hashes_come_from_the_locks_default_category() -> None:
     pin = uwsgi_build.locked_pin(LOCK)
     assert f"=={pin.version}" == entry["version"]
     assert list(pin.hashes) == entry["hashes"]
-    assert uwsgi_build.expected_version(pin) == f"{pin.version}-recsys-pipelining-postbuffering"
+    assert uwsgi_build.expected_version(pin) == f"{pin.version}-recsys-pipelining-postbuffering-respawn"
 
 
 @pytest.mark.parametrize("entry", [{"version": "==2.0.31", "hashes": []}, {"version": "==2.0.31"}, None])
