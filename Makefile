@@ -117,7 +117,7 @@ run: $(DEMO_MODEL) | $(SETUP_STAMP)  ## train the demo model and serve the API o
 	APP_BIND=$(RUN_BIND) APP_WORKERS=$(RUN_WORKERS) MODEL_DIR=$(CURDIR)/$(DEMO_MODEL_DIR) exec $(UWSGI) --ini api/uwsgi.ini
 
 bench: | $(SETUP_STAMP)  ## serving benchmarks: figures into bench/results (not tests)
-	$(PYTHON) -m bench.serving
+	$(PYTHON) -m bench.serving --trace-stalls
 
 # The demo model's own settings are the starting point, so the table shows what the search adds to `make run`'s model.
 quality: $(DEMO_DATA) | $(SETUP_STAMP)  ## evaluate popularity, ALS (given, tuned), EASE on the demo data; print the table

@@ -11,6 +11,7 @@ import psutil
 
 from bench.family_latency import LATENCIES, paired_ratios
 from bench.memory import worker_values
+from bench.stall_sources import source_costs
 from bench.stalls import LATENCY_PARTS
 
 TAIL_FRACTION = 0.7
@@ -531,6 +532,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     for items, entry in report["sizes"].items():
         if "stall_trace" in entry:
             lines += ["", *_stall_lines(int(items), entry["stall_trace"])]
+        if "stall_sources" in entry:
+            lines += ["", *_source_lines(int(items), entry["stall_sources"])]
     if "log_backpressure" in report:
         lines += ["", *_backpressure_lines(report["log_backpressure"])]
     return lines
@@ -565,6 +568,41 @@ def _stall_lines(items: int, steps: list[dict[str, Any]]) -> list[str]:
             f"| {_share(step.get('cpu_busy_share'))} | {waited} | {_steal(step.get('host_steal_ms_per_s'))} |"
         )
     return lines
+
+
+def _source_lines(items: int, result: dict[str, Any]) -> list[str]:
+    rounds = len(result["rounds"])
+    lines = [
+        f"## Stall sources put back ({items:,} items, {rounds} rounds at {result['offered_rps']:.0f} req/s)",
+        "",
+        "One server as shipped and one per source, differing only by that source, all running at once; each round "
+        f"gives every server one {result['step_seconds']:g} s step at the same rate, the first server moving by one "
+        "each round (bench/stall_sources.py). A source's share is the part of its p99.9 that the shipped server's "
+        "p99.9 in the same round does not have, from the median of the rounds' ratios. Measured against the code of "
+        "their time instead (docs/api.md): stock uWSGI's late respawn of a recycled worker, the fastrouter hop, "
+        "the asyncio load generator.",
+        "",
+        "| source | how it is put back | p99 ms, with it / as shipped | p99.9 ms, with it / as shipped "
+        "| p99.9 with it ÷ as shipped, median (rounds) | share of its p99.9 | workers replaced | errors |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for cost in source_costs(result):
+        ratios = ", ".join(f"{ratio:.2f}" for ratio in cost["p999_ratios"])
+        lines.append(
+            f"| {cost['name']} | {cost['how']} | {cost['p99_ms_with']:.1f} / {cost['p99_ms_shipped']:.1f} "
+            f"| {cost['p999_ms_with']:.1f} / {cost['p999_ms_shipped']:.1f} | {cost['p999_ratio']:.2f} ({ratios}) "
+            f"| {_source_share(cost['p999_share'], cost['p999_ratios'])} | {cost['workers_replaced']} "
+            f"| {cost['errors']} |"
+        )
+    return lines
+
+
+def _source_share(share: float, ratios: list[float]) -> str:
+    if math.isnan(share):
+        return "not measured (a step answered nothing)"
+    if share <= 0:
+        return "none (not above the shipped server's)"
+    return f"{share:.0%}" if min(ratios) > 1 else f"{share:.0%}, within the noise (a round had it below 1)"
 
 
 def _steal(value: float | None) -> str:

@@ -53,6 +53,7 @@ from bench.report import (
     write_results,
 )
 from bench.server import RESULTS, ROOT, compile_like_the_image, cpu_seconds, item_paths, start_uwsgi, stop, user_paths
+from bench.stall_sources import compare_sources
 from bench.stalls import stall_trace
 
 MODEL_CACHE = RESULTS / "models"
@@ -259,7 +260,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--trace-stalls",
         action="store_true",
-        help="one more run per size with garbage-collection pauses and worker recycling set against the slowest 1 %%",
+        help="one more run per size with garbage-collection pauses and worker recycling set against the slowest 1 %%, "
+        "and with the largest size each stall source put back beside the shipped server (bench/stall_sources.py)",
     )
     parser.add_argument("--skip-backpressure", action="store_true", help="leave out the log back-pressure run")
     parser.add_argument("--skip-item-item", action="store_true", help="leave out the item-item version's run")
@@ -360,6 +362,12 @@ def main(argv: list[str] | None = None) -> None:
                 max_rps=entry["load"]["recommendations"]["max_rps"],
                 seconds=args.step_seconds,
                 log=log,
+            )
+        if args.trace_stalls and items == args.sizes[-1]:
+            rate = TAIL_FRACTION * repeat_summary(entry["load_runs"])["rec_max_rps"]["median"]
+            print(f"  stall sources put back, interleaved at {rate:.0f} req/s", flush=True)
+            entry["stall_sources"] = compare_sources(
+                models, users, args.workers, rate=rate, connections=CONNECTIONS, pause=PAUSE_SECONDS, log=log
             )
         if items == args.sizes[-1] and not args.skip_memory:
             entry["memory"] = [memory_run(models, users, n, log) for n in MEMORY_WORKERS]
