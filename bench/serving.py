@@ -321,6 +321,8 @@ def main(argv: list[str] | None = None) -> None:
                 )
             )
         entry["load"] = median_run(entry["load_runs"])
+        # 70 % of the median recommendation maximum: the rate of the interleaved comparisons below.
+        tail_rate = TAIL_FRACTION * repeat_summary(entry["load_runs"])["rec_max_rps"]["median"]
         if not args.skip_item_item:
             item_item = cached_model(MODEL_CACHE, items, users, ann_min_items=50_000, family="item_item")
             print(f"  item-item version ({model_bytes(item_item)} bytes)", flush=True)
@@ -341,13 +343,12 @@ def main(argv: list[str] | None = None) -> None:
                     )
                 )
             entry["item_item"] = {"model_bytes": model_bytes(item_item), **median_family_run(entry["item_item_runs"])}
-            rate = TAIL_FRACTION * repeat_summary(entry["load_runs"])["rec_max_rps"]["median"]
-            print(f"  ALS and item-item latency, interleaved at {rate:.0f} req/s", flush=True)
+            print(f"  ALS and item-item latency, interleaved at {tail_rate:.0f} req/s", flush=True)
             entry["family_latency"] = interleaved_latency(
                 {"als": models, "item_item": item_item},
                 users,
                 args.workers,
-                rate=rate,
+                rate=tail_rate,
                 seconds=args.step_seconds,
                 rounds=FAMILY_ROUNDS,
                 connections=CONNECTIONS,
@@ -364,10 +365,9 @@ def main(argv: list[str] | None = None) -> None:
                 log=log,
             )
         if args.trace_stalls and items == args.sizes[-1]:
-            rate = TAIL_FRACTION * repeat_summary(entry["load_runs"])["rec_max_rps"]["median"]
-            print(f"  stall sources put back, interleaved at {rate:.0f} req/s", flush=True)
+            print(f"  stall sources put back, interleaved at {tail_rate:.0f} req/s", flush=True)
             entry["stall_sources"] = compare_sources(
-                models, users, args.workers, rate=rate, connections=CONNECTIONS, pause=PAUSE_SECONDS, log=log
+                models, users, args.workers, rate=tail_rate, connections=CONNECTIONS, pause=PAUSE_SECONDS, log=log
             )
         if items == args.sizes[-1] and not args.skip_memory:
             entry["memory"] = [memory_run(models, users, n, log) for n in MEMORY_WORKERS]
