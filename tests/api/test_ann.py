@@ -1,14 +1,16 @@
 """The ANN index: built and measured at training time, checked by the loader, used for large catalogues only."""
 
 import json
+import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from flask import Flask
 
 from api.model import ann
-from api.model.format import MANIFEST_NAME
+from api.model.format import MANIFEST_NAME, array_file
 from api.model.loader import ModelLoadError, load_model
 from api.serving.app import create_app
 from api.serving.config import ApiConfig
@@ -17,7 +19,7 @@ from api.serving.state import ServingState
 from api.serving.swap import ModelWatcher
 from api.training.cli import AlsParameters, TrainResult, train
 from api.training.synthetic import SyntheticSpec, generate, user_id, write
-from tests.api.test_loader import copy_model
+from tests.api.test_loader import copy_model, rewrite_with_valid_checksum
 from tests.api.test_model_swap import publish_copy
 
 SPEC = SyntheticSpec(users=2_000, items=4_000, segments=16, mean_interactions=15.0, seed=5)
@@ -127,16 +129,60 @@ def test_the_app_serves_from_the_index_above_the_configured_threshold(indexed: T
     assert len(similar.get_json()["items"]) == 6
 
 
-@pytest.mark.parametrize("spec", ann.INDEX_SPECS, ids=lambda spec: spec.kind)
-def test_a_corrupt_index_is_refused(indexed: TrainResult, tmp_path: Path, spec: ann.IndexSpec) -> None:
-    root = copy_model(indexed.version_dir.parent, tmp_path)
-    path = root / "ann" / spec.file
+def _damage(path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("in_memory", [False, True], ids=["swap", "start-up"])
+@pytest.mark.parametrize("spec", ann.INDEX_SPECS, ids=lambda spec: spec.kind)
+def test_a_corrupt_index_is_refused(indexed: TrainResult, tmp_path: Path, spec: ann.IndexSpec, in_memory: bool) -> None:
+    root = copy_model(indexed.version_dir.parent, tmp_path)
+    path = root / "ann" / spec.file
+    _damage(path)
     with pytest.raises(ModelLoadError, match="checksum mismatch \\(manifest xxh3_128 ") as error:
-        load_model(root)
+        load_model(root, index_in_memory=in_memory)
     assert error.value.path == path
+    assert _index_threads() == []
+
+
+def _index_threads() -> list[str]:
+    return [thread.name for thread in threading.enumerate() if thread.name.startswith("model-index")]
+
+
+def test_start_up_reads_the_indexes_in_a_thread_beside_the_checks_and_a_swap_in_its_own(
+    indexed: TrainResult, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    readers: list[tuple[str, bool]] = []
+    real = ann.read
+
+    def recording(path: str, nprobe: int, *, in_memory: bool) -> Any:
+        readers.append((threading.current_thread().name, in_memory))
+        return real(path, nprobe, in_memory=in_memory)
+
+    monkeypatch.setattr(ann, "read", recording)
+    load_model(indexed.version_dir.parent, index_in_memory=True)
+    assert [in_memory for _, in_memory in readers] == [True, True]
+    assert all(name.startswith("model-index") for name, _ in readers)
+    readers.clear()
+    load_model(indexed.version_dir.parent)
+    assert readers == [(threading.current_thread().name, False)] * 2
+    assert _index_threads() == []
+
+
+def test_a_fault_before_the_indexes_is_reported_first_though_a_damaged_index_was_read_beside_it(
+    indexed: TrainResult, tmp_path: Path
+) -> None:
+    root = copy_model(indexed.version_dir.parent, tmp_path)
+    _damage(root / "ann" / ann.USER_INDEX.file)
+    factors = np.load(root / "ann" / array_file("item_factors"))
+    rewrite_with_valid_checksum(root / "ann", "item_factors", factors.astype(np.float64))
+    with pytest.raises(ModelLoadError) as caught:
+        load_model(root, index_in_memory=True)
+    assert caught.value.path == root / "ann" / array_file("item_factors")
+    assert "dtype float64" in caught.value.problem
+    assert _index_threads() == []
 
 
 def test_a_swapped_in_version_serves_from_both_indexes_memory_mapped(indexed: TrainResult, tmp_path: Path) -> None:

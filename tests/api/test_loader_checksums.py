@@ -170,7 +170,8 @@ def test_start_up_hashes_on_every_usable_cpu_and_a_swap_in_one_thread(
 
     class Recording(ThreadPoolExecutor):
         def __init__(self, threads: int, **options: Any) -> None:
-            pools.append(threads)
+            if options["thread_name_prefix"] == "model-checksum":
+                pools.append(threads)
             super().__init__(threads, **options)
 
     monkeypatch.setattr(loader, "ThreadPoolExecutor", Recording)
