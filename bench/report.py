@@ -114,6 +114,12 @@ def run_figures(load: dict[str, Any]) -> dict[str, float]:
         "health_max_rps": load["health_live"]["max_rps"],
         "ratio": load["ratio_max_rps"],
         "worst_tail_ratio": worst_tail_ratio(steps),
+        # Runs from before 2026-12-02 swept only the recommendations.
+        **(
+            {"liveness_worst_tail_ratio": worst_tail_ratio(load["health_live"]["sweep"])}
+            if "sweep" in load["health_live"]
+            else {}
+        ),
         "worst_p999_ms": worst_p999(steps),
         "ready_seconds": load["ready_seconds"],
         "rec_max_rps_connection_close": load["recommendations_connection_close"]["max_rps"],
@@ -217,6 +223,12 @@ def target_verdicts(report: dict[str, Any]) -> list[dict[str, Any]]:
         at_most=True,
         fmt=".2f",
     )
+    liveness_tail = repeats.get("liveness_worst_tail_ratio") if repeats else None
+    if liveness_tail:
+        rows[-1]["detail"] += (
+            f"; /health/live, the same stack with no model work, at the same shares of its own max: "
+            f"{liveness_tail['median']:.2f} ({_values_text(liveness_tail, '.2f')})"
+        )
     median_row(
         f"(d) p99.9 <= {MAX_P999_MS:g} ms from {P999_FROM:.0%} to {TAIL_UP_TO:.0%} of max",
         "worst_p999_ms",
@@ -517,15 +529,19 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
             f"| {load['health_live']['max_rps']:.0f} | {load['ratio_max_rps']:.2f} | {_similar_text(load)} "
             f"| {_cpu_text(load['server_cpu'])} | {load['ready_seconds']:.2f} |"
         )
-    lines += ["", *_lookup_lines(report), "", "```"]
+    lines += [
+        "",
+        *_lookup_lines(report),
+        "",
+        "The median run's sweep: recommendations, then (`live`) `/health/live` at the tail targets' shares of its own "
+        "maximum, the same server and stack without the model's work.",
+        "",
+        "```",
+    ]
     for items, entry in report["sizes"].items():
-        for step in entry["load"]["recommendations"]["sweep"]:
-            lines.append(
-                f"{int(items):>9,} items {step['fraction_of_max']:5.0%}: offered {step['offered_rps']:6.0f} achieved "
-                f"{step['achieved_rps']:6.0f} p50 {step['p50_ms']:6.1f} p99 {step['p99_ms']:7.1f} "
-                f"p99.9 {step['p999_ms']:7.1f} ms errors {step['errors']} host steal "
-                f"{_steal(step.get('host_steal_ms_per_s'))} ms/s"
-            )
+        liveness = entry["load"]["health_live"].get("sweep", [])
+        for route, steps in (("", entry["load"]["recommendations"]["sweep"]), (" live", liveness)):
+            lines += [_sweep_line(int(items), route, step) for step in steps]
         if "memory" in entry:
             lines += ["", *_memory_lines(items, entry)]
     lines.append("```")
@@ -537,6 +553,15 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     if "log_backpressure" in report:
         lines += ["", *_backpressure_lines(report["log_backpressure"])]
     return lines
+
+
+def _sweep_line(items: int, route: str, step: dict[str, Any]) -> str:
+    return (
+        f"{items:>9,} items{route} {step['fraction_of_max']:5.0%}: offered {step['offered_rps']:6.0f} achieved "
+        f"{step['achieved_rps']:6.0f} p50 {step['p50_ms']:6.1f} p99 {step['p99_ms']:7.1f} "
+        f"p99.9 {step['p999_ms']:7.1f} ms errors {step['errors']} host steal "
+        f"{_steal(step.get('host_steal_ms_per_s'))} ms/s"
+    )
 
 
 RUN_QUEUE_ROLES = ("http", "worker", "load generator")

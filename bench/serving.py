@@ -43,6 +43,7 @@ from bench.memory import MEMORY_WORKERS, SWAP_WORKERS, memory_run, swap_memory_r
 from bench.model import answer_bytes, cached_model, manifest_of, model_bytes
 from bench.report import (
     TAIL_FRACTION,
+    TAIL_UP_TO,
     machine,
     median_family_run,
     median_run,
@@ -64,6 +65,9 @@ BACKPRESSURE_STALL_SECONDS = 5.0
 RESULTS_FILE = ROOT / "docs" / "bench-results.md"
 TAIL_REPEATS = 3
 SWEEP_FRACTIONS = (0.25, 0.5, *(TAIL_FRACTION,) * TAIL_REPEATS, 0.8, 0.9, 1.0, 1.2)
+# /health/live's own sweep, the tail target's steps only: the same server and stack with no model work, so that (c)
+# can be read against what the stack itself allows on these cores.
+LIVENESS_SWEEP_FRACTIONS = tuple(fraction for fraction in SWEEP_FRACTIONS if fraction <= TAIL_UP_TO)
 CONNECTIONS = 64
 # After every step, so that a queue left by an overloaded step does not spill into the next one.
 PAUSE_SECONDS = 1.5
@@ -95,11 +99,13 @@ def _measurer(
     return measure
 
 
-def sweep(port: int, paths: list[str], max_rps: float, seconds: float) -> list[dict[str, Any]]:
+def sweep(
+    port: int, paths: list[str], max_rps: float, seconds: float, fractions: tuple[float, ...] = SWEEP_FRACTIONS
+) -> list[dict[str, Any]]:
     measure = _measurer(port, paths, seconds)
     return [
         {"fraction_of_max": fraction, **asdict(measure(fraction * max_rps, f"{fraction:.0%}"))}
-        for fraction in SWEEP_FRACTIONS
+        for fraction in fractions
     ]
 
 
@@ -142,6 +148,8 @@ def load_run(
         steps = sweep(port, paths, recommendations.max_rps, seconds)
         warm_up("127.0.0.1", port, [LIVENESS_PATH])
         health = _maximum(_measurer(port, [LIVENESS_PATH], seconds), 400.0, max_steps, "/health/live")
+        print("  /health/live at the tail target's shares of its own maximum", flush=True)
+        health_steps = sweep(port, [LIVENESS_PATH], health.max_rps, seconds, LIVENESS_SWEEP_FRACTIONS)
         print("  similar items, uniform over the catalogue", flush=True)
         similar = _similar_max(port, items, seconds, max_steps)
         print("  recommendations with Connection: close (a new connection per request)", flush=True)
@@ -173,7 +181,7 @@ def load_run(
         "workers": workers,
         "ready_seconds": round(server.ready_seconds, 3),
         "recommendations": {**recommendations.as_json(), "sweep": steps},
-        "health_live": health.as_json(),
+        "health_live": {**health.as_json(), "sweep": health_steps},
         "recommendations_connection_close": closing.as_json(),
         "ratio_max_rps": recommendations.max_rps / health.max_rps,
         "similar_items": similar.as_json(),

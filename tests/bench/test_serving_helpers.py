@@ -226,13 +226,15 @@ def load_run(
     p999: float = 10.0,
     ready: float = 1.0,
     similar_rps: float = 1900,
+    live_tail: float | None = None,
 ) -> dict[str, Any]:
+    live_sweep = [step for step in sweep(worst_tail=live_tail) if step["fraction_of_max"] <= 0.9] if live_tail else None
     return {
         "similar_items": {"max_rps": similar_rps},
         "similar_ratio_max_rps": similar_rps / health_rps,
         "ready_seconds": ready,
         "recommendations": {"max_rps": rec_rps, "sweep": sweep(worst_tail=tail, worst_p999=p999)},
-        "health_live": {"max_rps": health_rps},
+        "health_live": {"max_rps": health_rps, **({"sweep": live_sweep} if live_sweep else {})},
         "recommendations_connection_close": {"max_rps": rec_rps / 2},
         "ratio_max_rps": rec_rps / health_rps,
         "server_cpu": {
@@ -318,6 +320,23 @@ def test_repeats_at_one_fraction_count_with_their_median() -> None:
     ]
     assert worst_tail_ratio(steps) == pytest.approx(2.5)
     assert worst_p999(steps) == pytest.approx(9.0)
+
+
+def test_the_tail_target_shows_the_liveness_routes_own_worst_tail_without_counting_it() -> None:
+    runs = [load_run(tail=2.5, live_tail=live) for live in (6.0, 4.0, 9.0)]
+    row = next(row for row in target_verdicts({"sizes": {"1000000": size_entry(runs)}}) if row["target"][:3] == "(c)")
+    assert row["value"] == pytest.approx(2.5)
+    assert row["verdict"] == PASS
+    assert row["detail"] == (
+        "runs 2.50, 2.50, 2.50; /health/live, the same stack with no model work, at the same shares of its own max: "
+        "6.00 (runs 6.00, 4.00, 9.00; UNSTEADY: spread 83%)"
+    )
+
+
+def test_runs_from_before_the_liveness_sweep_leave_the_tail_target_as_it_was() -> None:
+    rows = target_verdicts({"sizes": {"1000000": size_entry([load_run(tail=2.5), load_run(tail=2.5, live_tail=9.0)])}})
+    row = next(row for row in rows if row["target"][:3] == "(c)")
+    assert row["detail"] == "runs 2.50, 2.50"
 
 
 def test_a_figure_that_varies_over_15_percent_between_runs_is_flagged_unsteady() -> None:
@@ -421,7 +440,12 @@ def test_results_file_holds_the_date_commit_machine_and_every_target(tmp_path: P
             "long_gaps_per_s": 8.4,
             "steal_ms_per_s": 45.0,
         },
-        "sizes": {"1000000": size_entry([load_run(), load_run(rec_rps=1000), load_run()], pss_totals=None)},
+        "sizes": {
+            "1000000": size_entry(
+                [load_run(live_tail=4.0), load_run(rec_rps=1000, live_tail=4.0), load_run(live_tail=4.0)],
+                pss_totals=None,
+            )
+        },
     }
     report["sizes"]["1000000"]["ann"] = None
     phase = {"p99_ms": 3.0, "errors": 0}
@@ -450,6 +474,9 @@ def test_results_file_holds_the_date_commit_machine_and_every_target(tmp_path: P
     assert "lost 2.1%, 3.4% of its time in pauses, the longest 13.2 ms, 8.4 a second over 1 ms" in text
     assert "the kernel counted 45 ms of steal per second" in text
     assert "p99.9     5.0 ms errors 0 host steal 50 ms/s" in text  # the 50 % step of the median run's sweep
+    assert "1,000,000 items   80%: offered    800 achieved    800 p50    2.0 p99     4.0 p99.9" in text
+    assert "1,000,000 items live   80%: offered    800 achieved    800 p50    2.0 p99     8.0 p99.9" in text
+    assert "1,000,000 items live  100%" not in text  # the liveness sweep stops at the tail targets' 90 %
     assert "- 1,000,000 items: 100 neighbours per item, float16 weights = 572 MiB of the model's 600 MiB" in text
     assert "the item-item version is 590 MiB" in text
     assert "| blocking (router stopped 5 s at 1000 req/s) | 3.0 / 4000.0 / 3.0 | 17 | 15000 | 0 | 15000 |" in text
