@@ -114,7 +114,7 @@ def run_figures(load: dict[str, Any]) -> dict[str, float]:
         "health_max_rps": load["health_live"]["max_rps"],
         "ratio": load["ratio_max_rps"],
         "worst_tail_ratio": worst_tail_ratio(steps),
-        # Runs from before 2026-12-02 swept only the recommendations.
+        # Runs from before 2026-12-01 (1dd03e6) swept only the recommendations.
         **(
             {"liveness_worst_tail_ratio": worst_tail_ratio(load["health_live"]["sweep"])}
             if "sweep" in load["health_live"]
